@@ -17,6 +17,7 @@ def test_flow_cli_trains_and_writes(tmp_path):
     # the untrained model outputs ~0 velocity: its samples are the noise itself
     assert ed['euler_16'] < eu['euler_16'] / 2, (ed, eu)
     assert ed['heun_8'] < eu['heun_8'] / 2, (ed, eu)
+    assert m['near_data_euler_16'] > m['near_data_euler_16_untrained'] + 0.1, m
 
 
 def test_flow_cli_rejects_bad_args(tmp_path):
