@@ -1,0 +1,100 @@
+"""Training-step throughput of the F Lite DiT on this machine (forward + backward + AdamW).
+
+    python bench/bench_model.py                       # tiny and small, fp32 and bf16 autocast, batch 32, 32x32 px
+    python bench/bench_model.py --presets tiny --precisions bf16 --repeats 3 --profile
+
+Prints images/s, achieved GFLOP/s (model_flops, 3 x forward) and peak memory (ru_maxrss of this process;
+tracemalloc does not see torch's allocations). Timings on a shared CPU are noisy: use --repeats and read the best.
+"""
+from __future__ import annotations
+import argparse, contextlib, resource, statistics, time
+
+import torch
+
+from flite_nb.core import human
+from flite_nb.model import FLiteDiT, model_flops, perturb_zero_init, preset
+
+
+def make_batch(cfg, batch, size, text_len, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, cfg.in_channels, size, size, generator=g)
+    ctx = torch.randn(batch, text_len, cfg.text_dim, generator=g)
+    mask = torch.ones(batch, text_len, dtype=torch.bool)
+    mask[:, text_len // 2:] = torch.rand(batch, text_len - text_len // 2, generator=g) < 0.3  # some padding
+    mask = mask.cumprod(1).bool()
+    return x, torch.rand(batch, generator=g), ctx, mask, torch.randn(x.shape, generator=g)
+
+
+def step_fn(model, opt, batch, dtype):
+    x, t, ctx, mask, target = batch
+    ac = torch.autocast('cpu', dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    with ac:
+        out = model(x, t, ctx, mask)
+    loss = (out.float() - target).pow(2).mean()
+    loss.backward()
+    opt.step(); opt.zero_grad(set_to_none=True)
+    return loss
+
+
+def bench(name, precision, batch, size, text_len, steps, warmup, repeats, compile_=False):
+    cfg = preset(name)
+    model = perturb_zero_init(FLiteDiT(cfg))  # nonzero gates: the timed work is the real work
+    if compile_: model = torch.compile(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=False, foreach=True)
+    dtype = {'fp32': None, 'bf16': torch.bfloat16}[precision]
+    b = make_batch(cfg, batch, size, text_len)
+    for _ in range(warmup): step_fn(model, opt, b, dtype)
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps): step_fn(model, opt, b, dtype)
+        rates.append(steps * batch / (time.perf_counter() - t0))
+    fl = model_flops(cfg, size, size, text_len)['train']
+    best = max(rates)
+    return dict(preset=name, precision=precision, best=best, median=statistics.median(rates), worst=min(rates),
+                gflops=best * fl / 1e9, maxrss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+
+
+def profile(name, precision, batch, size, text_len):
+    cfg = preset(name)
+    model = perturb_zero_init(FLiteDiT(cfg))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
+    dtype = {'fp32': None, 'bf16': torch.bfloat16}[precision]
+    b = make_batch(cfg, batch, size, text_len)
+    for _ in range(2): step_fn(model, opt, b, dtype)
+    from torch.profiler import profile as prof, ProfilerActivity
+    with prof(activities=[ProfilerActivity.CPU]) as p:
+        for _ in range(3): step_fn(model, opt, b, dtype)
+    print(p.key_averages().table(sort_by='self_cpu_time_total', row_limit=25))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--presets', nargs='+', default=['tiny', 'small'])
+    ap.add_argument('--precisions', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'])
+    ap.add_argument('--batch', type=int, default=32)
+    ap.add_argument('--size', type=int, default=32)
+    ap.add_argument('--text-len', type=int, default=77)
+    ap.add_argument('--steps', type=int, default=5)
+    ap.add_argument('--warmup', type=int, default=2)
+    ap.add_argument('--repeats', type=int, default=3)
+    ap.add_argument('--threads', type=int, default=None)
+    ap.add_argument('--compile', action='store_true', help='torch.compile the model (inductor; slow first step)')
+    ap.add_argument('--profile', action='store_true', help='print a torch.profiler table for each setting')
+    a = ap.parse_args()
+    if a.threads: torch.set_num_threads(a.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {a.batch}, {a.size}x{a.size} px, "
+          f"{a.text_len} text tokens; {a.repeats} repeats of {a.steps} steps")
+    for name in a.presets:
+        cfg = preset(name)
+        print(f"{name}: {human(sum(p.numel() for p in FLiteDiT(cfg).parameters()))} params, "
+              f"{model_flops(cfg, a.size, a.size, a.text_len)['train'] / 1e9:.2f} GFLOP per training image")
+        for prec in a.precisions:
+            r = bench(name, prec, a.batch, a.size, a.text_len, a.steps, a.warmup, a.repeats, a.compile)
+            print(f"  {prec:5s} {r['best']:7.1f} img/s best (median {r['median']:.1f}, worst {r['worst']:.1f})  "
+                  f"{r['gflops']:6.0f} GFLOP/s  peak RSS {r['maxrss_gb']:.2f} GiB")
+            if a.profile: profile(name, prec, a.batch, a.size, a.text_len)
+
+
+if __name__ == '__main__':
+    main()
