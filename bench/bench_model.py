@@ -3,8 +3,13 @@
     python bench/bench_model.py                       # tiny and small, fp32 and bf16 autocast, batch 32, 32x32 px
     python bench/bench_model.py --presets tiny --precisions bf16 --repeats 3 --profile
 
+    python bench/bench_model.py --presets tiny --precisions bf16 --compile    # torch.compile (inductor): ~3x here
+    python bench/bench_model.py --attention                                   # SDPA vs explicit softmax, CPU
+
 Prints images/s, achieved GFLOP/s (model_flops, 3 x forward) and peak memory (ru_maxrss of this process;
 tracemalloc does not see torch's allocations). Timings on a shared CPU are noisy: use --repeats and read the best.
+On a CPU shared with other jobs, --threads 1 avoids OpenMP spin-wait oversubscription (it was 4x faster than 2
+threads at load average ~6 on 2 cores).
 """
 from __future__ import annotations
 import argparse, contextlib, resource, statistics, time
@@ -68,6 +73,23 @@ def profile(name, precision, batch, size, text_len):
     print(p.key_averages().table(sort_by='self_cpu_time_total', row_limit=25))
 
 
+def bench_attention(B=32, heads=4, L=272, hd=64, n=3):
+    "Forward + backward time of SDPA vs flite_nb.attention (explicit softmax for bf16 on CPU), self and cross shapes."
+    import torch.nn.functional as F
+    from flite_nb.attention import attention
+    for dt in (torch.float32, torch.bfloat16):
+        for S in (L, 77):
+            res = {}
+            for nm, fn in (('sdpa', lambda q, k, v: F.scaled_dot_product_attention(q, k, v)), ('flite_nb', attention)):
+                q = torch.randn(B, heads, L, hd, dtype=dt, requires_grad=True)
+                k, v = [torch.randn(B, heads, S, hd, dtype=dt, requires_grad=True) for _ in range(2)]
+                fn(q, k, v).float().sum().backward()
+                t0 = time.perf_counter()
+                for _ in range(n): fn(q, k, v).float().sum().backward()
+                res[nm] = (time.perf_counter() - t0) / n * 1e3
+            print(f"  attention {str(dt)[6:]:8s} L_q={L} L_k={S}: " + ', '.join(f"{k} {v:.0f} ms" for k, v in res.items()))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--presets', nargs='+', default=['tiny', 'small'])
@@ -81,8 +103,10 @@ def main():
     ap.add_argument('--threads', type=int, default=None)
     ap.add_argument('--compile', action='store_true', help='torch.compile the model (inductor; slow first step)')
     ap.add_argument('--profile', action='store_true', help='print a torch.profiler table for each setting')
+    ap.add_argument('--attention', action='store_true', help='only the attention micro-benchmark')
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
+    if a.attention: return bench_attention()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {a.batch}, {a.size}x{a.size} px, "
           f"{a.text_len} text tokens; {a.repeats} repeats of {a.steps} steps")
     for name in a.presets:
