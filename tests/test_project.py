@@ -35,3 +35,19 @@ def test_package_imports_without_notebook_tools():
     out = subprocess.run([sys.executable, '-c', 'import flite_nb.core, sys; print("nbdev" in sys.modules)'],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == 'False', 'the library must not import nbdev at run time'
+
+
+def test_imports_have_their_own_cells():
+    "nbdev's docs processing executes every cell that contains an import: mixed cells break the docs build."
+    import ast, json
+    bad = []
+    for nb in sorted((ROOT/'nbs').glob('*.ipynb')):
+        for i, cell in enumerate(json.loads(nb.read_text())['cells']):
+            if cell['cell_type'] != 'code': continue
+            src = ''.join(cell['source'])
+            code = '\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!')))
+            try: tree = ast.parse(code)
+            except SyntaxError: continue
+            kinds = [isinstance(s, (ast.Import, ast.ImportFrom)) for s in tree.body]
+            if any(kinds) and not all(kinds): bad.append(f"{nb.name} cell {i}: {src.splitlines()[0][:60]}")
+    assert not bad, 'cells mixing imports with other code:\n' + '\n'.join(bad)
