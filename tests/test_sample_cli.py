@@ -1,0 +1,46 @@
+"`python -m flite_nb.sampling` samples a pipeline folder, writes PNGs and a grid, deterministically by seed, and rejects bad sizes."
+import json, subprocess, sys
+from pathlib import Path
+from PIL import Image
+
+from flite_nb.sampling import tiny_pipeline, FlitePipeline
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, '-m', 'flite_nb.sampling', *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_sample_cli_writes_pngs_and_grid(tmp_path):
+    tiny_pipeline(tmp_path / 'pipeline', size=16)
+    for out in ('a', 'b'):
+        r = _run('--pipeline', tmp_path / 'pipeline', '--prompt', 'a red apple', '--prompt', 'a cat face', '--n', 2,
+                 '--steps', 2, '--seed', 3, '--out', tmp_path / out)
+        assert r.returncode == 0, r.stderr
+    files = sorted(p.name for p in (tmp_path / 'a').glob('*.png'))
+    assert files == ['grid.png'] + [f'sample_{k:03d}.png' for k in range(4)]
+    assert Image.open(tmp_path / 'a' / 'sample_000.png').size == (16, 16)
+    assert Image.open(tmp_path / 'a' / 'grid.png').size == (2 * 16 + 6, 2 * 16 + 6)
+    for k in range(4):   # same seed, same images
+        assert (tmp_path / 'a' / f'sample_{k:03d}.png').read_bytes() == (tmp_path / 'b' / f'sample_{k:03d}.png').read_bytes()
+    assert json.loads((tmp_path / 'a' / 'prompts.json').read_text())['n'] == 2
+
+
+def test_sample_cli_bad_size(tmp_path):
+    tiny_pipeline(tmp_path / 'pipeline', size=16)
+    r = _run('--pipeline', tmp_path / 'pipeline', '--prompt', 'x', '--height', 15, '--out', tmp_path / 'o')
+    assert r.returncode != 0 and 'multiples of 2' in r.stderr
+
+
+def test_sample_loads_training_style_sampling_json(tmp_path):
+    "The training command writes extra keys (resolution, a nested timestep config, recipe...): they load without warnings."
+    pipe = tiny_pipeline(tmp_path / 'pipeline', size=16)
+    (tmp_path / 'pipeline' / 'sampling.json').write_text(json.dumps(dict(
+        resolution=[24, 16], shift='sd3', shift_value=2.0, base_size=32, patch=2, steps=3, cfg_scale=2.5,
+        timesteps=dict(sampler='logit_normal', shift='sd3', shift_value=2.0), ema=True, step=10, recipe='tiny')))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        p = FlitePipeline.from_folder(tmp_path / 'pipeline', text_encoder=pipe.text_encoder)
+    c = p.config
+    assert (c.height, c.width, c.shift, c.shift_value, c.steps, c.cfg_scale) == (24, 16, 'sd3', 2.0, 3, 2.5)
+    assert p('a red apple', progress=False)[0].size == (16, 24)
