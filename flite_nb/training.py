@@ -314,9 +314,9 @@ def _tiny() -> TrainConfig:
         val=ValConfig(every=300, n_samples=64, sample_every=600, n_prompts=8, sample_steps=20, cfg_scale=3.0),
         checkpoint=CheckpointConfig(every=600, keep=2),
         precision='bf16' if cpu_has_bf16() or torch.cuda.is_available() else 'fp32',
-        # one thread: on a busy 2-core machine two OpenMP threads per process ran this model ~20x slower
-        # (4 vs 88 images/s, measured in chapter 70); set threads=0 to use every core of an idle machine
-        threads=1, log_every=10)
+        # every core (threads=0): on an idle 2-core machine 2 threads ran 209 images/s vs 134 with 1 (same losses);
+        # on a machine busy with other jobs set threads=1: OpenMP spin-waits made 2 threads ~20x slower there
+        threads=0, log_every=10)
 
 def _micro() -> TrainConfig:
     return TrainConfig(
