@@ -10,7 +10,8 @@ for cell in nb['cells']:
     lines = src.splitlines()
     if any(re.match(r'#\|\s*(hide|include:\s*false)', l) for l in lines): continue
     if cell['cell_type'] == 'markdown':
-        out += [src, '']
+        # images live in nbs/: point the README's links there
+        out += [re.sub(r'\]\((images/[^)]+)\)', r'](nbs/\1)', src), '']
         continue
     code = '\n'.join(l for l in lines if not l.startswith('#|')).strip()
     if code and not any(re.match(r'#\|\s*echo:\s*false', l) for l in lines): out += ['```python', code, '```', '']
