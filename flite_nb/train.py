@@ -12,8 +12,8 @@ from typing import Sequence
 __all__ = ['build_config', 'parse_args', 'main']
 
 # %% ../nbs/70_train.ipynb #0ea8e4da
-from .core import ConfigError, config_from_dict, load_config
-from .training import TrainConfig, Trainer, recipe, RECIPES, apply_overrides_indexed
+from .core import ConfigError, config_from_dict, load_config, apply_overrides
+from .training import TrainConfig, Trainer, recipe, RECIPES
 
 # %% ../nbs/70_train.ipynb #c3de152d
 def build_config(preset: str = 'tiny', config: str | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
@@ -26,8 +26,8 @@ def build_config(preset: str = 'tiny', config: str | None = None, overrides: Seq
             import yaml; d = yaml.safe_load(p.read_text()) or {}
         else: d = json.loads(p.read_text())
         if not isinstance(d, dict): raise ConfigError(f"config file {p} must hold a mapping")
-        cfg = apply_overrides_indexed(cfg, [f"{k}={json.dumps(v)}" for k, v in _flatten(d)])
-    return apply_overrides_indexed(cfg, list(overrides))
+        cfg = apply_overrides(cfg, [f"{k}={json.dumps(v)}" for k, v in _flatten(d)])
+    return apply_overrides(cfg, list(overrides))
 
 def _flatten(d: dict, prefix: str = ''):
     "(dotted key, value) leaves of a nested mapping; lists (e.g. stages) are replaced whole."

@@ -12,11 +12,10 @@ from typing import Literal
 # %% auto #0
 __all__ = ['DECAYS', 'STAGE_KINDS', 'RECIPES', 'wsd', 'OptimConfig', 'param_groups', 'make_optimizer', 'set_lr', 'EMAConfig',
            'EMA', 'seed_of', 'generator_for', 'draw_timesteps', 'StageConfig', 'ScheduleConfig', 'DataConfig',
-           'ValConfig', 'CheckpointConfig', 'DistConfig', 'TrainConfig', 'apply_overrides_indexed', 'recipe',
-           'GlobalOrder', 'slot_range', 'TextStates', 'per_sample_draws', 'batch_loss', 'val_timesteps',
-           'validation_loss', 'sample_images', 'full_state', 'save_checkpoint', 'latest_checkpoint', 'load_checkpoint',
-           'setup_distributed', 'parallelize', 'grad_sync', 'clip_grad_norm', 'RunLogger', 'read_metrics', 'StopFlag',
-           'write_pipeline', 'Trainer']
+           'ValConfig', 'CheckpointConfig', 'DistConfig', 'TrainConfig', 'recipe', 'GlobalOrder', 'slot_range',
+           'TextStates', 'per_sample_draws', 'batch_loss', 'val_timesteps', 'validation_loss', 'sample_images',
+           'full_state', 'save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'setup_distributed', 'parallelize',
+           'grad_sync', 'clip_grad_norm', 'RunLogger', 'read_metrics', 'StopFlag', 'write_pipeline', 'Trainer']
 
 # %% ../nbs/42_training.ipynb #d111eab1
 import torch
@@ -30,7 +29,8 @@ from safetensors.torch import save_file, load_file
 
 # %% ../nbs/42_training.ipynb #c3286d11
 from .core import (ConfigError, config_from_dict, config_to_dict, save_config, load_config, show_config, get_device,
-                           autocast_dtype, cpu_has_bf16, seed_everything, rng_state, set_rng_state, count_params, human)
+                           autocast_dtype, cpu_has_bf16, seed_everything, rng_state, set_rng_state, count_params, human,
+                           apply_overrides)
 from .flow import interpolate, velocity_target, flow_loss, sample_euler, cfg_combine
 from .timesteps import TimestepConfig, icdf, apply_shift, stratified_uniform, grid_from_config
 from .model import DiTConfig, FLiteDiT, preset, patchify, gather_tokens, model_flops
@@ -266,35 +266,6 @@ class TrainConfig:
 
     @property
     def total_steps(self) -> int: return sum(s.steps for s in self.stages)
-
-# %% ../nbs/42_training.ipynb #e12d4ecf
-def apply_overrides_indexed(cfg, overrides: list[str]):
-    "`key.sub=value` overrides with list indices (`stages.0.steps=10`, `stages.*.lr=1e-3`), validated."
-    import yaml
-    d = config_to_dict(cfg)
-    for o in overrides:
-        if '=' not in o: raise ConfigError(f"override {o!r} must look like key=value")
-        k, v = o.split('=', 1)
-        try: val = yaml.safe_load(v)
-        except yaml.YAMLError: val = v
-        parts, nodes = k.strip().lstrip('-').split('.'), [d]
-        for i, p in enumerate(parts):
-            last, nxt = i == len(parts) - 1, []
-            for node in nodes:
-                if isinstance(node, list):
-                    if p == '*': idx = range(len(node))
-                    elif p.isdigit() and int(p) < len(node): idx = [int(p)]
-                    else: raise ConfigError(f"override {k}: {p!r} is not an index of a list of {len(node)}")
-                    keys = list(idx)
-                elif isinstance(node, dict):
-                    if p not in node: raise ConfigError(f"unknown config key {k}")
-                    keys = [p]
-                else: raise ConfigError(f"unknown config key {k} ({'.'.join(parts[:i])} is not a section)")
-                for kk in keys:
-                    if last: node[kk] = val
-                    else: nxt.append(node[kk])
-            nodes = nxt
-    return config_from_dict(type(cfg), d)
 
 # %% ../nbs/42_training.ipynb #d421e240
 def _tiny() -> TrainConfig:
