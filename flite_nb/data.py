@@ -217,6 +217,10 @@ class OpenMojiScenes(Dataset):
         if cfg.length < 1: raise ConfigError(f"length must be >= 1, got {cfg.length}")
         self.seen, self.heldout = split_glyphs(curate_glyphs(cfg.n_glyphs), cfg.heldout_frac, cfg.seed)
         if cfg.split == 'heldout_combo' and cfg.max_glyphs < 2: raise ConfigError("heldout_combo needs max_glyphs >= 2")
+        need = 2 if cfg.split == 'heldout_combo' else 1
+        pool = self.heldout if cfg.split == 'heldout_glyph' else self.seen
+        if len(pool) < need: raise ConfigError(f"split {cfg.split!r} has {len(pool)} glyphs to draw from (n_glyphs={cfg.n_glyphs}, "
+                                               f"heldout_frac={cfg.heldout_frac}); it needs at least {need}")
         self.stats = Counter()
 
     def __len__(self): return self.cfg.length
@@ -238,7 +242,7 @@ class OpenMojiScenes(Dataset):
             return Scene(r.choice(list(COLOURS)), [(r.choice(pool), 'center')]), r.random() < cfg.long_caption_prob
         lo = 2 if cfg.split == 'heldout_combo' else 1
         for _ in range(1000):
-            k = r.randint(lo, cfg.max_glyphs)
+            k = r.randint(lo, min(cfg.max_glyphs, len(pool)))  # a small pool caps the glyphs per scene
             gs = r.sample(pool, k)
             pairs = [heldout_pair(a, b, cfg.heldout_frac, cfg.seed) for j, a in enumerate(gs) for b in gs[j + 1:]]
             if (cfg.split == 'heldout_combo') == any(pairs): break
