@@ -120,6 +120,8 @@ class DiTConfig:
                       ('adaln', AdaLNKind), ('block', BlockKind)):
             if getattr(self, k) not in typing.get_args(tp): raise ConfigError(f"{k} must be one of {list(typing.get_args(tp))}, got {getattr(self, k)!r}")
         if self.rope_train_hw is not None: self.rope_train_hw = tuple(int(v) for v in self.rope_train_hw)
+        scales = ('none', 'proportional', 'fitv2', 'fitv2_paper')   # flite_nb.rope.attention_logit_scale kinds
+        if self.attn_scale not in scales: raise ConfigError(f"attn_scale must be one of {list(scales)}, got {self.attn_scale!r}")
         if self.attn_scale != 'none' and self.rope_train_hw is None:
             raise ConfigError(f"attn_scale={self.attn_scale!r} needs rope_train_hw (the training grid in patches)")
         if self.block == 'mmdit' and self.cross_gate: raise ConfigError("cross_gate applies to block='cross' only")
