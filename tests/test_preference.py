@@ -144,12 +144,12 @@ def test_init_from_and_config_errors(pref_single, tmp_path, capsys):
     out1, _ = pref_single
     r = run_train(MICRO + [f'init_from={tmp_path / "none"}'], tmp_path / 'bad')                  # a one-line error, before any loading
     assert r.returncode == 2 and 'python -m flite_nb.train' in r.stderr and r.stderr.strip().count('\n') == 0, r.stderr
-    assert main(MICRO + ['--out', str(tmp_path / 'init'), f'init_from={out1}', 'stages.0.steps=1']) == 0
+    assert main(['--out', str(tmp_path / 'init')] + MICRO + [f'init_from={out1}', 'stages.0.steps=1']) == 0
     assert 'initialised from' in capsys.readouterr().out
     for args, msg in [([f'init_from={out1}', 'model.dim=32', 'optim.base_width=32'], 'does not fit the model'),
                       (['stages.0.kind=sft', 'stages.0.subset.min_caption_words=40'], 'the subset filter kept 0 of 256 samples'),
                       (['stages.0.kind=preference', 'stages.0.pref.loss=dpo'], 'pref.loss must be one of')]:
-        assert main(MICRO + ['--out', str(tmp_path / 'bad2'), *args]) == 2
+        assert main(['--out', str(tmp_path / 'bad2')] + MICRO + args) == 2
         assert msg in capsys.readouterr().err
 
 
