@@ -373,7 +373,7 @@ def preference_main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         if a.cmd == 'posthoc-ema':
-            w = a.weight if a.weight == 'uniform' else _float_or_error(a.weight)
+            w = a.weight if a.weight == 'uniform' else _lerp_weight(a.weight, 1)   # validated number
             out = posthoc_ema_pipeline(a.run, a.out, w, a.checkpoints, a.ema)
             print(f"wrote {out} ({json.loads((out / 'posthoc_ema.json').read_text())['coefficients']})")
         else:
@@ -384,10 +384,6 @@ def preference_main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
-
-def _float_or_error(s: str) -> float:
-    try: return float(s)
-    except ValueError: raise ValueError(f"weight must be 'uniform' or a number in (0, 1], got {s!r}") from None
 
 # %% ../nbs/60_preference.ipynb #4ac28333
 #| eval: false
