@@ -26,7 +26,7 @@ def bench(recipe, variant, steps, warmup, extra):
     cfg = build_config(recipe, overrides=over)
     with tempfile.TemporaryDirectory() as d:
         t = Trainer(cfg, d, install_signals=False, quiet=True)
-        t._enter_stage(0)
+        t.enter_stage(0)
         times = []
         for s in range(steps + warmup):
             if t.device.type == 'cuda': torch.cuda.synchronize()

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['RECOGNISER_VERSION', 'PROMPT_SETS', 'fixed_timesteps', 'fixed_timestep_loss', 'RecogniserConfig', 'render_crop',
-           'render_crop_set', 'augment_batch', 'Recogniser', 'train_recogniser', 'recogniser_key', 'default_cache_dir',
-           'save_recogniser', 'load_recogniser', 'crop_boxes', 'classify_crops', 'recogniser_accuracy',
-           'background_colour', 'score_scenes', 'frechet_distance', 'image_features', 'image_frechet_distance',
-           'prompt_set', 'run_data_config', 'recogniser_config_for', 'evaluate_pipeline', 'format_metrics',
-           'extrapolation_table', 'format_table', 'evaluate_main']
+__all__ = ['RECOGNISER_VERSION', 'PROMPT_SETS', 'fixed_timestep_loss', 'RecogniserConfig', 'render_crop', 'render_crop_set',
+           'augment_batch', 'Recogniser', 'train_recogniser', 'recogniser_key', 'default_cache_dir', 'save_recogniser',
+           'load_recogniser', 'crop_boxes', 'classify_crops', 'recogniser_accuracy', 'background_colour',
+           'score_scenes', 'frechet_distance', 'image_features', 'image_frechet_distance', 'prompt_set',
+           'run_data_config', 'recogniser_config_for', 'evaluate_pipeline', 'format_metrics', 'extrapolation_table',
+           'format_table', 'evaluate_main']
 
 # %% ../nbs/51_evaluation.ipynb #390a1a18
 import numpy as np
@@ -29,14 +29,8 @@ from .flow import interpolate, velocity_target, flow_loss, num_threads
 from .data import (curate_glyphs, render_glyph, render_scene, Scene, COLOURS, POSITIONS, OpenMojiScenes, OpenMojiConfig,
                    split_glyphs, glyph_phrase, pil_to_tensor, tensor_to_pil)
 
-# %% ../nbs/51_evaluation.ipynb #2404bdc5
-def fixed_timesteps(n: int = 8) -> torch.Tensor:
-    "The validation timesteps t_i = (i + 0.5) / n."
-    if not isinstance(n, int) or n < 1: raise ValueError(f"n (number of validation timesteps) must be a positive int, got {n!r}")
-    return (torch.arange(n, dtype=torch.float32) + 0.5) / n
-
 # %% ../nbs/51_evaluation.ipynb #ac61b8ab
-from .training import validation_loss
+from .flow import fixed_timesteps, validation_loss
 
 # %% ../nbs/51_evaluation.ipynb #8b64d6b5
 @torch.no_grad()
@@ -403,7 +397,7 @@ def run_data_config(pipeline_dir: str | Path | None) -> OpenMojiConfig:
     if s.exists():
         name = json.loads(s.read_text()).get('recipe')
         if name:
-            from flite_nb.training import recipe
+            from flite_nb.recipes import recipe
             try: return recipe(name).data.openmoji
             except Exception: pass
     return OpenMojiConfig()

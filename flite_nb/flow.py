@@ -10,14 +10,15 @@ from typing import Callable, Sequence
 
 # %% auto #0
 __all__ = ['VelocityFn', 'CONVENTIONS', 'interpolate', 'velocity_target', 'flow_loss', 'time_grid', 'check_grid', 'sample_euler',
-           'sample_heun', 'cfg_combine', 'to_library_time', 'from_library_time', 'to_library_velocity',
-           'from_library_velocity', 'as_library_v_fn', 'toy_data', 'ToyVelocity', 'num_threads', 'train_toy',
-           'energy_distance', 'near_data_fraction', 'straightness', 'run_toy', 'main']
+           'sample_heun', 'cfg_combine', 'fixed_timesteps', 'validation_loss', 'to_library_time', 'from_library_time',
+           'to_library_velocity', 'from_library_velocity', 'as_library_v_fn', 'toy_data', 'ToyVelocity', 'num_threads',
+           'train_toy', 'energy_distance', 'near_data_fraction', 'straightness', 'run_toy', 'main']
 
 # %% ../nbs/10_rectified_flow.ipynb #1c355e6b
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.distributed as dist
 
 # %% ../nbs/10_rectified_flow.ipynb #b496695f
 from .core import seed_everything
@@ -122,6 +123,36 @@ def cfg_combine(v_uncond: torch.Tensor, v_cond: torch.Tensor, scale: float) -> t
     _same_shape(v_uncond, v_cond, 'v_uncond', 'v_cond')
     # written as c + (g - 1)(c - u), algebraically the same, so that g = 1 returns the conditional output bit for bit
     return v_cond + (scale - 1) * (v_cond - v_uncond)
+
+# %% ../nbs/10_rectified_flow.ipynb #2eec8d32
+def fixed_timesteps(n: int = 8) -> torch.Tensor:
+    "The validation timesteps t_i = (i + 0.5) / n."
+    if not isinstance(n, int) or n < 1: raise ValueError(f"n (number of validation timesteps) must be a positive int, got {n!r}")
+    return (torch.arange(n, dtype=torch.float32) + 0.5) / n
+
+# %% ../nbs/10_rectified_flow.ipynb #33db12b1
+@torch.no_grad()
+def validation_loss(model: nn.Module, x: torch.Tensor, eps: torch.Tensor, text: dict, ts: torch.Tensor, batch_size: int,
+                    amp: torch.dtype | None = None, rank: int = 0, world: int = 1) -> dict:
+    "Mean flow loss over held-out latents `x` with fixed noise `eps` at each time in `ts` (this rank's share, summed over ranks)."
+    was = model.training; model.eval()
+    idx = torch.arange(rank, len(x), world)
+    sums = torch.zeros(len(ts), dtype=torch.float64, device=x.device)
+    for i, t in enumerate(ts.tolist()):
+        for j in range(0, len(idx), batch_size):
+            b = idx[j:j + batch_size]
+            tb = torch.full((len(b),), t, device=x.device)
+            xt = interpolate(x[b], eps[b], tb, check=False)
+            with torch.autocast(x.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+                pred = model(xt, tb, text['context'][b], text['context_mask'][b])
+            sums[i] += flow_loss(pred, velocity_target(x[b], eps[b]), reduction='none').double().sum()
+        if len(idx) == 0:   # a rank without held-out samples must still join FSDP's collectives
+            with torch.autocast(x.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+                model(x[:1], torch.full((1,), t, device=x.device), text['context'][:1], text['context_mask'][:1])
+    if world > 1: dist.all_reduce(sums)
+    per_t = (sums / len(x)).tolist()
+    model.train(was)
+    return {'loss': sum(per_t) / len(per_t), **{f'loss_t{t:.2f}': v for t, v in zip(ts.tolist(), per_t)}}
 
 # %% ../nbs/10_rectified_flow.ipynb #773c4325
 CONVENTIONS = ('flite_nb', 'sd3', 'flite', 'lumina')

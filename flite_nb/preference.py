@@ -11,8 +11,8 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['CORRUPTIONS', 'mapo_f', 'log_odds', 'mapo_loss', 'global_stats', 'batch_relative', 'grpo_loss', 'per_sample_losses',
            'preference_loss', 'corrupt_scene', 'OpenMojiPairs', 'PreferencePairs', 'model_sample_pairs',
-           'manifest_scores', 'subset_indices', 'SubsetDataset', 'stage_dataset', 'preference_step',
-           'posthoc_ema_coefficients', 'posthoc_ema', 'posthoc_ema_pipeline', 'preference_main']
+           'manifest_scores', 'subset_indices', 'SubsetDataset', 'SFT', 'Preference', 'posthoc_ema_coefficients',
+           'posthoc_ema', 'posthoc_ema_pipeline', 'preference_main']
 
 # %% ../nbs/60_preference.ipynb #f6072a34
 import torch
@@ -21,13 +21,17 @@ import torch.nn.functional as F
 import torch.distributed as dist
 from torch.utils.data import Dataset
 from safetensors.torch import load_file, save_file
+from fastcore.basics import patch
 
 # %% ../nbs/60_preference.ipynb #5359e2d6
 from .core import ConfigError
 from .data import (OpenMojiScenes, OpenMojiConfig, ImageCaptionDataset, Scene, render_scene, pil_to_tensor, tensor_to_pil,
                            load_image, resize_center_crop, BadImage, COLOURS, POSITIONS, _apart)
-from .training import (SubsetConfig, PreferenceConfig, StageConfig, batch_loss, slot_range, grad_sync, seed_of,
-                               latest_checkpoint, read_metrics)
+from .order import seed_of
+from .recipes import SubsetConfig, PreferenceConfig, StageConfig, StageKind, register_stage_kind
+from .checkpoint import latest_checkpoint
+from .distributed import read_metrics
+from .training import Pretrain, batch_loss
 
 # %% ../nbs/60_preference.ipynb #5c401931
 def mapo_f(L: torch.Tensor, s: float = 0.5) -> torch.Tensor:
@@ -241,53 +245,60 @@ class SubsetDataset(Dataset):
     def __getitem__(self, i: int) -> dict: return self.base[self.indices[i]]
 
 # %% ../nbs/60_preference.ipynb #903ea70a
-def stage_dataset(trainer, stage: StageConfig):
-    "The training data of an 'sft' stage (a filtered subset) or a 'preference' stage (pairs)."
-    plain = replace(stage, kind='pretrain')
-    if stage.kind == 'sft':
-        ds = trainer._dataset(plain)
+class SFT(Pretrain):
+    "Pre-training's step on a filtered subset of the run's data (`stage.subset`)."
+    name = 'sft'
+    def dataset(self, run, stage: StageConfig, split: str = 'train'):
+        ds = run.base_dataset(stage, split)
         idx = subset_indices(ds, stage.subset)
         if len(idx) < stage.batch_size:
             raise ConfigError(f"stage {stage.name!r}: the subset filter kept {len(idx)} of {len(ds)} samples, fewer than one "
                               f"global batch of {stage.batch_size}; loosen stage.subset")
-        trainer._print(f"stage {stage.name!r}: SFT subset of {len(idx)} / {len(ds)} samples")
+        run.say(f"stage {stage.name!r}: SFT subset of {len(idx)} / {len(ds)} samples")
         return SubsetDataset(ds, idx)
-    if stage.kind != 'preference': raise ConfigError(f"stage {stage.name!r}: no special data set for kind {stage.kind!r}")
-    if stage.pref.pairs == 'manifest': return PreferencePairs(stage.source, tuple(stage.resolution))
-    base = trainer._dataset(replace(plain, source=''))
-    if not isinstance(base, OpenMojiScenes):
-        raise ConfigError(f"stage {stage.name!r}: pref.pairs='corrupt' renders OpenMoji scenes (data.source='openmoji'); "
-                          f"for other data use pref.pairs='manifest' with stage.source")
-    return OpenMojiPairs(base, trainer.cfg.seed)
 
-def preference_step(trainer, i: int, local: int) -> dict:
+# %% ../nbs/60_preference.ipynb #6f2db5d7
+class Preference(StageKind):
+    "MaPO or the GRPO-style loss on (chosen, rejected) pairs; validated on the run's own data."
+    name = 'preference'
+    def dataset(self, run, stage: StageConfig, split: str = 'train'):
+        if stage.pref.pairs == 'manifest': return PreferencePairs(stage.source, tuple(stage.resolution))
+        base = run.base_dataset(replace(stage, source=''), split)
+        if not isinstance(base, OpenMojiScenes):
+            raise ConfigError(f"stage {stage.name!r}: pref.pairs='corrupt' renders OpenMoji scenes (data.source='openmoji'); "
+                              f"for other data use pref.pairs='manifest' with stage.source")
+        return OpenMojiPairs(base, run.cfg.seed)
+
+    def val_stage(self, stage: StageConfig): return replace(stage, source='')   # its source holds pairs
+
+# %% ../nbs/60_preference.ipynb #cad3543d
+@patch
+def step(self: Preference, run, i: int, local: int) -> dict:
     "One optimiser step of preference stage `i` (MaPO or GRPO-style) with the trainer's schedule, order, draws and sync."
-    tr, cfg, st = trainer, trainer.cfg, trainer.cfg.stages[i]
-    idx, t_all = tr.begin_step(i, local)
-    total = torch.zeros((), device=tr.device)
-    sums = torch.zeros(5, dtype=torch.float64, device=tr.device)       # L_w, L_l, log-odds, wins, pairs
+    cfg, st, dev = run.cfg, run.cfg.stages[i], run.device
+    idx, t_all = run.begin_step(i, local)
+    total = torch.zeros((), device=dev)
+    sums = torch.zeros(5, dtype=torch.float64, device=dev)       # L_w, L_l, log-odds, wins, pairs
     base = []
-    for a in range(tr.accum):
-        slots = slot_range(tr.rank, tr.world, tr.micro, a)
-        items = [tr.ds[idx[j]] for j in slots]
-        xw = tr.space.encode(torch.stack([b['chosen'] for b in items]).to(tr.device))
-        xl = tr.space.encode(torch.stack([b['rejected'] for b in items]).to(tr.device))
-        dr, text, keep = tr.draws(i, local, slots, xw, [b['caption'] for b in items])
-        with grad_sync(tr.wrapped, tr.strategy, a == tr.accum - 1):
-            Lw, Ll = per_sample_losses(tr.wrapped, cfg.model.patch, xw, xl, dr['eps'].to(tr.device), t_all[list(slots)].to(tr.device),
-                                       text, keep, tr.amp)
-            loss, s = preference_loss(Lw, Ll, st.pref)
-            (loss / tr.accum).backward()
-        total += loss.detach() / tr.accum
+    for slots, items in run.micro_batches(idx):
+        xw = run.space.encode(torch.stack([b['chosen'] for b in items]).to(dev))
+        xl = run.space.encode(torch.stack([b['rejected'] for b in items]).to(dev))
+        dr, text, keep = run.draws(i, local, slots, xw, [b['caption'] for b in items])
+        Lw, Ll = per_sample_losses(run.wrapped, cfg.model.patch, xw, xl, dr['eps'].to(dev), t_all[list(slots)].to(dev), text, keep, run.amp)
+        loss, s = preference_loss(Lw, Ll, st.pref)
+        (loss / run.accum).backward()
+        total += loss.detach() / run.accum
         sums += torch.stack([Lw.detach().double().sum(), Ll.detach().double().sum(), s['log_odds'].double().sum(),
-                             (Lw.detach() < Ll.detach()).double().sum(), torch.tensor(float(len(Lw)), dtype=torch.float64, device=tr.device)])
+                             (Lw.detach() < Ll.detach()).double().sum(), torch.tensor(float(len(Lw)), dtype=torch.float64, device=dev)])
         base.append(s['baseline'])
-    m = tr.end_step(total)
+    m = run.end_step(total)
     sums = _world_sum(sums)
     n = sums[4].item()
     m.update(L_w=sums[0].item() / n, L_l=sums[1].item() / n, log_odds=sums[2].item() / n, accuracy=sums[3].item() / n,
              baseline=sum(base) / len(base))
     return m
+
+for _k in (SFT(), Preference()): register_stage_kind(_k)
 
 # %% ../nbs/60_preference.ipynb #44e11a8b
 def _lerp_weight(weight, i: int) -> float:

@@ -19,7 +19,9 @@ import torch
 # %% ../nbs/80_reproductions.ipynb #264e8c70
 from .core import config_to_dict, apply_overrides, count_params
 from .model import preset, model_flops
-from .training import TrainConfig, Trainer, CheckpointConfig, recipe, read_metrics
+from .recipes import TrainConfig, CheckpointConfig, recipe
+from .training import Trainer
+from .distributed import read_metrics
 from .data import OpenMojiConfig
 
 # %% ../nbs/80_reproductions.ipynb #7df0c7db

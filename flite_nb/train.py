@@ -13,7 +13,8 @@ __all__ = ['build_config', 'parse_args', 'main']
 
 # %% ../nbs/70_train.ipynb #0ea8e4da
 from .core import ConfigError, config_from_dict, load_config, apply_overrides
-from .training import TrainConfig, Trainer, recipe, RECIPES
+from .recipes import TrainConfig, recipe, RECIPES
+from .training import Trainer
 
 # %% ../nbs/70_train.ipynb #c3de152d
 def build_config(preset: str = 'tiny', config: str | None = None, overrides: Sequence[str] = ()) -> TrainConfig:

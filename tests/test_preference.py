@@ -7,7 +7,8 @@ from safetensors.torch import save_file, load_file
 
 from flite_nb.preference import (mapo_f, log_odds, mapo_loss, grpo_loss, batch_relative, per_sample_losses, preference_loss,
                                  posthoc_ema, posthoc_ema_coefficients, preference_main)
-from flite_nb.training import PreferenceConfig, batch_loss
+from flite_nb.recipes import PreferenceConfig
+from flite_nb.training import batch_loss
 from flite_nb.model import DiTConfig, FLiteDiT, perturb_zero_init
 
 torch.set_num_threads(1)

@@ -67,7 +67,8 @@ def test_fsdp_checkpoint_loads_on_one_rank(tmp_path):
     assert json.loads((ck / 'meta.json').read_text())['world_size'] == 2
     # a single process reads the 2-rank DCP shards (resharding them) and continues
     from flite_nb.train import build_config
-    from flite_nb.training import Trainer, load_checkpoint
+    from flite_nb.training import Trainer
+    from flite_nb.checkpoint import load_checkpoint
     cfg = build_config('micro', overrides=['device=cpu', 'stages.0.steps=4', 'val.every=0', 'val.sample_every=0', 'checkpoint.every=0'])
     t = Trainer(cfg, out, resume=True, install_signals=False, quiet=True)
     assert t.step == 2
