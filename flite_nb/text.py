@@ -4,7 +4,7 @@
 
 # %% ../nbs/30_text.ipynb #c8175f6a
 from __future__ import annotations
-import hashlib, json, typing
+import hashlib, json, os, typing, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,8 +113,11 @@ def _load_pretrained(cfg: TextEncoderConfig):
     cls = T5EncoderModel if t5 else AutoModel
     from transformers.utils import logging as hf_logging
     v = hf_logging.get_verbosity(); hf_logging.set_verbosity_error()  # the skipped top blocks are reported as 'unexpected' keys
+    bars = hf_logging.is_progress_bar_enabled(); hf_logging.disable_progress_bar()   # no 'Loading weights' bar in every run's log
     try: model = cls.from_pretrained(name, config=hf_cfg, dtype=_DTYPES[cfg.dtype], **kw)
-    finally: hf_logging.set_verbosity(v)
+    finally:
+        hf_logging.set_verbosity(v)
+        if bars: hf_logging.enable_progress_bar()
     tok = AutoTokenizer.from_pretrained(name, **kw)
     return model, tok, n
 
@@ -220,8 +223,12 @@ class TextCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.index: dict[str, Path] = {}
         for f in sorted(self.folder.glob('text_*.safetensors')):
-            with safe_open(f, 'pt') as s:
-                for k in s.keys(): self.index[k] = f
+            try:
+                with safe_open(f, 'pt') as s:
+                    for k in s.keys(): self.index[k] = f
+            except Exception as e:   # a shard cut short by a crash before writes were atomic: drop it, its captions are re-encoded
+                warnings.warn(f"text cache: {f} is unreadable ({type(e).__name__}); removing it, its captions will be encoded again")
+                f.unlink(missing_ok=True)
 
     def key(self, caption: str) -> str:
         if self.encoder is None: raise ValueError("TextCache needs an encoder to compute keys (pass encoder=...)")
@@ -238,8 +245,10 @@ class TextCache:
         tensors = {self.key(c): (ctx[:int(m.sum())] if trim else ctx).contiguous().cpu()
                    for c, ctx, m in zip(todo, out['context'], out['context_mask'])}
         masks = {} if trim else {k + '.mask': m.cpu() for k, m in zip(tensors, out['context_mask'])}
-        f = self.folder/f"text_{len(list(self.folder.glob('text_*.safetensors'))):06d}.safetensors"
-        save_file({**tensors, **masks}, str(f))
+        n = max((int(g.stem.split('_')[1]) for g in self.folder.glob('text_*.safetensors')), default=-1) + 1
+        f = self.folder/f"text_{n:06d}.safetensors"
+        tmp = f.with_suffix('.tmp')
+        save_file({**tensors, **masks}, str(tmp)); os.replace(tmp, f)   # atomic: a kill leaves a .tmp, never a broken shard
         for k in tensors: self.index[k] = f
         return len(todo)
 

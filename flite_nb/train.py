@@ -5,29 +5,37 @@
 # %% ../nbs/70_train.ipynb #2447997a
 from __future__ import annotations
 import argparse, json, os, sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 # %% auto #0
-__all__ = ['build_config', 'parse_args', 'main']
+__all__ = ['EXIT_OK', 'EXIT_FAILED', 'EXIT_CONFIG', 'EXIT_NONFINITE', 'EXIT_STOPPED', 'build_config', 'parse_args', 'run_config',
+           'main']
 
 # %% ../nbs/70_train.ipynb #0ea8e4da
 from .core import ConfigError, config_from_dict, load_config, apply_overrides
 from .recipes import TrainConfig, recipe, RECIPES
-from .training import Trainer
+from .checkpoint import CheckpointError
+from .training import Trainer, NonFiniteError
 
 # %% ../nbs/70_train.ipynb #c3de152d
-def build_config(preset: str = 'tiny', config: str | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
-    "Preset, then a YAML/JSON file (keys override the preset's), then `key.sub=value` overrides; validated."
-    cfg = recipe(preset)
-    if config:
-        p = Path(config)
-        if not p.exists(): raise ConfigError(f"config file {p} does not exist")
+def _read_config_file(p: Path) -> dict:
+    "A YAML or JSON config file as a mapping; syntax errors become one-line `ConfigError`s."
+    if not p.exists(): raise ConfigError(f"config file {p} does not exist")
+    try:
         if p.suffix in ('.yaml', '.yml'):
             import yaml; d = yaml.safe_load(p.read_text()) or {}
         else: d = json.loads(p.read_text())
-        if not isinstance(d, dict): raise ConfigError(f"config file {p} must hold a mapping")
-        cfg = apply_overrides(cfg, [f"{k}={json.dumps(v)}" for k, v in _flatten(d)])
+    except Exception as e: raise ConfigError(f"config file {p} is not valid {'YAML' if p.suffix in ('.yaml', '.yml') else 'JSON'}: "
+                                             f"{' '.join(str(e).split())[:200]}") from None
+    if not isinstance(d, dict): raise ConfigError(f"config file {p} must hold a mapping")
+    return d
+
+def build_config(preset: str = 'tiny', config: str | None = None, overrides: Sequence[str] = (), base: TrainConfig | None = None) -> TrainConfig:
+    "Preset (or `base`), then a YAML/JSON file (keys override the preset's), then `key.sub=value` overrides; validated."
+    cfg = base if base is not None else recipe(preset)
+    if config: cfg = apply_overrides(cfg, [f"{k}={json.dumps(v)}" for k, v in _flatten(_read_config_file(Path(config)))])
     return apply_overrides(cfg, list(overrides))
 
 def _flatten(d: dict, prefix: str = ''):
@@ -37,34 +45,49 @@ def _flatten(d: dict, prefix: str = ''):
         else: yield f"{prefix}{k}", v
 
 # %% ../nbs/70_train.ipynb #c7db06ee
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_NONFINITE, EXIT_STOPPED = 0, 1, 2, 3, 75   # 75: EX_TEMPFAIL, stopped and resumable
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    "Options and `key.sub=value` overrides, in any order."
     p = argparse.ArgumentParser(prog='python -m flite_nb.train', description="Train an F Lite-style DiT (any key of TrainConfig can be overridden as key.sub=value).")
-    p.add_argument('--preset', default='tiny', choices=list(RECIPES), help='recipe to start from (default: tiny, CPU, no download)')
+    p.add_argument('--preset', default=None, choices=list(RECIPES), help='recipe to start from (default: tiny, CPU, no download)')
     p.add_argument('--config', default=None, help='YAML or JSON file with (part of) a TrainConfig')
     p.add_argument('--out', default=None, help='run folder (default: runs/<preset>)')
     p.add_argument('--resume', action='store_true', help='continue from the newest checkpoint in --out')
     p.add_argument('overrides', nargs='*', help='key.sub=value, e.g. stages.0.steps=100 optim.grad_clip=0.5')
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)
+
+# %% ../nbs/70_train.ipynb #07b4aa20
+def run_config(a: argparse.Namespace, out: Path) -> TrainConfig:
+    "The config of this invocation; a resume must use the recipe its run was made with."
+    saved = out / 'config.json'
+    if a.resume and saved.exists():
+        try: made_with = json.loads(saved.read_text()).get('recipe')
+        except ValueError: raise ConfigError(f"--resume: {saved} is not valid JSON") from None
+        if a.preset and a.preset != made_with:
+            raise ConfigError(f"--resume: {out} was made with --preset {made_with}, not {a.preset}; resume it with --preset {made_with}")
+        base = replace(load_config(TrainConfig, saved), max_steps=0)   # the saved run (max_steps is per invocation), plus changes
+        return build_config(config=a.config, overrides=a.overrides, base=base)
+    return build_config(a.preset or 'tiny', a.config, a.overrides)
 
 def main(argv: Sequence[str] | None = None) -> int:
-    "The training command line; returns the exit code (0 done, 2 config error)."
+    "The training command line; returns the exit code: 0 done (or `max_steps` reached), 75 stopped by a signal (resumable), 2 config error, 3 non-finite, 1 failed."
     a = parse_args(argv)
-    out = Path(a.out or f'runs/{a.preset}')
-    try:
-        if a.resume and not a.config and not a.overrides and (out / 'config.json').exists():
-            cfg = load_config(TrainConfig, out / 'config.json')          # resume exactly the saved run
-        else: cfg = build_config(a.preset, a.config, a.overrides)
-        res = Trainer(cfg, out, resume=a.resume).fit()
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
+    out = Path(a.out or f'runs/{a.preset or "tiny"}')
+    def fail(kind: str, e: BaseException, code: int) -> int:
+        print(f"{kind}: {e}", file=sys.stderr, flush=True); return code
+    try: res = Trainer(run_config(a, out), out, resume=a.resume).fit()
+    except ConfigError as e: return fail('config error', e, EXIT_CONFIG)
+    except NonFiniteError as e: return fail('error', e, EXIT_NONFINITE)
+    except CheckpointError as e: return fail('checkpoint error', e, EXIT_FAILED)
+    except OSError as e: return fail('error', e, EXIT_FAILED)
     if int(os.environ.get('RANK', '0')) == 0:
-        what = 'stopped' if res.get('stopped') else 'finished'
+        what = 'stopped (resume with --resume)' if res.get('stopped') else 'finished'
         print(f"{what} at step {res['step']}; logs {out / 'metrics.jsonl'}, samples {out / 'samples'}, "
               f"checkpoints {out / 'checkpoints'}, pipeline {out / 'pipeline'}", flush=True)
     import torch.distributed as dist
     if dist.is_initialized(): dist.destroy_process_group()
-    return 0
+    return EXIT_STOPPED if res.get('signal') else EXIT_OK
 
 # %% ../nbs/70_train.ipynb #efdd9c4c
 #| eval: false
