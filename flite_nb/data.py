@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['OPENMOJI_CREDIT', 'COLOURS', 'POSITIONS', 'SPLITS', 'IMAGE_EXTS', 'openmoji_root', 'openmoji_font',
+__all__ = ['OPENMOJI_CREDIT', 'COLOURS', 'POSITIONS', 'SPLITS', 'IMAGE_EXTS', 'CAPTION_KEYS', 'openmoji_root', 'openmoji_font',
            'openmoji_codepoints', 'glyph_candidates', 'render_glyph', 'glyph_stats', 'glyph_phrase', 'curate_glyphs',
            'Scene', 'render_scene', 'split_glyphs', 'heldout_pair', 'OpenMojiConfig', 'OpenMojiScenes', 'pil_to_tensor',
-           'tensor_to_pil', 'show_samples', 'BadImage', 'load_image', 'resize_center_crop', 'scan_folder',
-           'read_manifest', 'ImageDataConfig', 'ImageCaptionDataset', 'collate', 'LoaderStats', 'make_buckets',
-           'nearest_bucket', 'BucketBatchSampler', 'plot_buckets', 'fit_resize_crop', 'pad_collate', 'token_mask',
-           'write_shards', 'TarStream', 'drop_bad', 'stream_collate', 'make_loader']
+           'tensor_to_pil', 'show_samples', 'BadImage', 'load_image', 'resize_center_crop', 'read_caption',
+           'scan_folder', 'read_manifest', 'ImageDataConfig', 'ImageCaptionDataset', 'collate', 'LoaderStats',
+           'make_buckets', 'nearest_bucket', 'BucketBatchSampler', 'plot_buckets', 'fit_resize_crop', 'pad_collate',
+           'token_mask', 'write_shards', 'TarStream', 'drop_bad', 'stream_collate', 'make_loader']
 
 # %% ../nbs/32_data.ipynb #5451a5b2
 import numpy as np
@@ -26,6 +26,7 @@ from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
 
 # %% ../nbs/32_data.ipynb #d3dbae51
 from .core import ConfigError
+from fastcore.basics import patch
 
 # %% ../nbs/32_data.ipynb #4b247b88
 OPENMOJI_CREDIT = ("All emojis designed by OpenMoji – the open-source emoji and icon project (https://openmoji.org). "
@@ -324,32 +325,60 @@ def resize_center_crop(im: Image.Image, height: int, width: int) -> tuple[Image.
 
 # %% ../nbs/32_data.ipynb #8e1f7170
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.webp', '.bmp', '.gif', '.tif', '.tiff')
+CAPTION_KEYS = ('caption', 'text', 'prompt', 'txt')   # manifest columns recognised as captions, in this order
 
-def scan_folder(root: str | Path, caption_ext: str = '.txt') -> list[tuple[str, str | None]]:
-    "(image path, caption or None) for every image under `root` (recursively, sorted)."
+def read_caption(p: Path) -> tuple[str, bool]:
+    "A caption file's text and whether it was valid UTF-8 (invalid bytes become U+FFFD, and the caller counts it)."
+    raw = p.read_bytes()
+    try: return raw.decode('utf-8'), True
+    except UnicodeDecodeError: return raw.decode('utf-8', errors='replace'), False
+
+def scan_folder(root: str | Path, caption_ext: str = '.txt') -> list[tuple[str, str | None, str]]:
+    "(image path, caption or None, issue) for every image under `root` (recursively, sorted); issue is '' or 'invalid_utf8'."
     root = Path(root)
-    if not root.exists(): raise FileNotFoundError(f"dataset folder {root} does not exist")
-    if not root.is_dir(): raise NotADirectoryError(f"dataset path {root} is not a folder")
+    if not root.exists(): raise ConfigError(f"dataset folder {root} does not exist")
+    if not root.is_dir(): raise ConfigError(f"dataset path {root} is not a folder (or a .csv/.jsonl manifest)")
     imgs = sorted(p for p in root.rglob('*') if p.suffix.lower() in IMAGE_EXTS and p.is_file())
-    if not imgs: raise ValueError(f"no images ({', '.join(IMAGE_EXTS)}) found under {root}")
+    if not imgs: raise ConfigError(f"no images ({', '.join(IMAGE_EXTS)}) found under {root}")
     out = []
     for p in imgs:
         c = p.with_suffix(caption_ext)
-        out.append((str(p), c.read_text(encoding='utf-8', errors='replace') if c.exists() else None))
+        if not c.exists(): out.append((str(p), None, '')); continue
+        text, ok = read_caption(c)
+        out.append((str(p), text, '' if ok else 'invalid_utf8'))
     return out
 
-def read_manifest(path: str | Path, image_key: str = 'image', caption_key: str = 'caption') -> list[tuple[str, str | None]]:
-    "(image path, caption) records from a CSV (header row) or JSONL manifest; relative paths are relative to it."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"manifest {path} does not exist")
+# %% ../nbs/32_data.ipynb #8e1f7170
+def _manifest_rows(path: Path) -> list[dict]:
+    "The rows of a CSV (header row) or JSONL manifest; a broken line is an error naming its line number."
     if path.suffix == '.csv':
-        with open(path, newline='', encoding='utf-8') as f: rows = list(csv.DictReader(f))
-    elif path.suffix in ('.jsonl', '.json'):
-        rows = [json.loads(l) for l in path.read_text(encoding='utf-8').splitlines() if l.strip()]
-    else: raise ValueError(f"manifest must be .csv or .jsonl, got {path.name}")
-    if not rows: raise ValueError(f"manifest {path} lists no images")
-    if image_key not in rows[0]: raise ValueError(f"manifest {path} has no column {image_key!r} (columns: {list(rows[0])})")
-    return [(str(path.parent / r[image_key]), r.get(caption_key)) for r in rows]
+        with open(path, newline='', encoding='utf-8', errors='replace') as f:
+            r = csv.DictReader(f)
+            try: return list(r)
+            except csv.Error as e: raise ConfigError(f"manifest {path} line {r.line_num}: {e}") from None
+    if path.suffix not in ('.jsonl', '.json'): raise ConfigError(f"manifest must be .csv or .jsonl, got {path.name}")
+    rows = []
+    for n, l in enumerate(path.read_text(encoding='utf-8', errors='replace').splitlines(), 1):
+        if not l.strip(): continue
+        try: r = json.loads(l)
+        except ValueError as e: raise ConfigError(f"manifest {path} line {n} is not valid JSON ({e.msg})") from None
+        if not isinstance(r, dict): raise ConfigError(f"manifest {path} line {n} is not a JSON object")
+        rows.append(r)
+    return rows
+
+def read_manifest(path: str | Path, image_key: str = 'image', caption_key: str = '') -> list[tuple[str, str | None, str]]:
+    "(image path, caption, '') records of a CSV or JSONL manifest (paths relative to it); captions from `caption_key` or a recognised column."
+    path = Path(path)
+    if not path.exists(): raise ConfigError(f"manifest {path} does not exist")
+    rows = _manifest_rows(path)
+    if not rows: raise ConfigError(f"manifest {path} lists no images")
+    cols = list(rows[0])
+    if image_key not in rows[0]: raise ConfigError(f"manifest {path} has no column {image_key!r} (columns: {cols})")
+    key = caption_key or next((k for k in CAPTION_KEYS if k in rows[0]), None)
+    if key is None or key not in rows[0]:
+        raise ConfigError(f"manifest {path} has no caption column {caption_key or CAPTION_KEYS} (columns: {cols}); "
+                          f"name it with data.caption_key")
+    return [(str(path.parent / r[image_key]), r.get(key), '') for r in rows]
 
 # %% ../nbs/32_data.ipynb #13fa89b4
 @dataclass
@@ -361,55 +390,92 @@ class ImageDataConfig:
     missing_caption: typing.Literal['empty', 'skip'] = 'empty'  # an image without caption: train it unconditionally, or skip it
     min_size: int = 1  # skip images with a shorter side below this (smaller ones are upsampled, and counted)
     caption_ext: str = '.txt'
+    caption_key: str = ''  # manifest column of the captions ('' = the first of CAPTION_KEYS present)
+    max_aspect: float = 4.0  # skip (and count) images whose long side is more than this many times the short one
+    max_bad_frac: float = 0.5  # stop before training when more than this fraction of the files is unusable
 
+# %% ../nbs/32_data.ipynb #13fa89b4
 class ImageCaptionDataset(Dataset):
-    "Map-style dataset over a folder or manifest; bad images are skipped (next index), counted and reported."
+    "Map-style dataset over a folder or manifest: every file checked at start, bad ones skipped, counted by reason and listed."
     def __init__(self, cfg: ImageDataConfig | None = None, **kw):
         self.cfg = cfg = cfg or ImageDataConfig(**kw)
         if not cfg.path: raise ConfigError("ImageDataConfig.path is empty: give a folder or a .csv/.jsonl manifest")
         p = Path(cfg.path)
-        recs = read_manifest(p) if p.suffix in ('.csv', '.jsonl', '.json') else scan_folder(p, cfg.caption_ext)
-        self.stats = Counter(found=len(recs))
-        keep = []
-        for path, cap in recs:
+        recs = read_manifest(p, caption_key=cfg.caption_key) if p.suffix in ('.csv', '.jsonl', '.json') else scan_folder(p, cfg.caption_ext)
+        self.stats, self.bad, self.new_bad = Counter(found=len(recs)), {}, []
+        keep, sizes = [], []
+        for path, cap, issue in recs:
+            if issue: self.stats[issue] += 1
             cap = cap.strip() if isinstance(cap, str) else None
             if cap is None: self.stats['missing_caption'] += 1
             elif not cap: self.stats['empty_caption'] += 1
-            if not cap and cfg.missing_caption == 'skip': self.stats['skipped_no_caption'] += 1; continue
-            keep.append((path, cap or ''))
-        if not keep: raise ValueError(f"no usable samples in {p} ({dict(self.stats)})")
-        self.records = keep
-        self._sizes = None
+            why, hw = ('no_caption', None) if not cap and cfg.missing_caption == 'skip' else self._check(path)
+            if why: self._skip(path, why); continue
+            keep.append((path, cap or '')); sizes.append(hw)
+        self.records, self._hw = keep, sizes
+        if not keep or len(self.bad) > cfg.max_bad_frac * len(recs):
+            raise ConfigError(f"{p}: {len(self.bad)} of {len(recs)} files are unusable ({self._reasons()}), more than "
+                              f"max_bad_frac={cfg.max_bad_frac:g}; fix the data or raise the limit")
 
-    def __len__(self): return len(self.records)
+# %% ../nbs/32_data.ipynb #13fa89b4
+@patch
+def _check(self: ImageCaptionDataset, path: str) -> tuple[str, tuple[int, int] | None]:
+    "('' or the reason to skip, (height, width)) from the file header alone (no decoding)."
+    try:
+        with Image.open(path) as im: w, h = im.size
+    except Exception: return 'unreadable', None
+    if min(h, w) < self.cfg.min_size: return 'too_small', None
+    if max(h, w) > self.cfg.max_aspect * min(h, w): return 'extreme_aspect', None   # a centre cut would keep a sliver
+    return '', (h, w)
 
-    def image_size(self, i: int) -> tuple[int, int] | None:
-        "(height, width) from the file header (no decoding), None if unreadable."
-        try:
-            with Image.open(self.records[i][0]) as im: return im.size[::-1]
-        except Exception: return None
+@patch
+def _skip(self: ImageCaptionDataset, path: str, why: str, warn: bool = False):
+    "Count a bad file once (by reason), remember it, and warn once if found while training."
+    if path in self.bad: return
+    self.bad[path] = why; self.new_bad.append((path, why)); self.stats[why] += 1
+    if warn: warnings.warn(f"skipping {path}: {why} (a neighbour takes its place in the batch)", stacklevel=2)
 
-    def target_size(self, i: int) -> tuple[int, int]:
-        "(height, width) sample i is cropped to: the nearest bucket by aspect ratio, or `cfg.size`."
-        if not self.cfg.buckets: return tuple(self.cfg.size)
-        if self._sizes is None: self._sizes = [self.image_size(j) for j in range(len(self))]
-        hw = self._sizes[i]
-        return nearest_bucket(*hw, self.cfg.buckets) if hw else tuple(self.cfg.buckets[0])
+@patch
+def _reasons(self: ImageCaptionDataset) -> str:
+    return ', '.join(f"{n} {k}" for k, n in Counter(self.bad.values()).most_common()) or 'none'
 
-    def __getitem__(self, i: int) -> dict:
-        skipped = []
-        for j in range(len(self)):  # on a bad file, try the next one (same target size keeps bucket batches valid)
-            k = (i + j) % len(self)
-            path, cap = self.records[k]
-            try: im, issues = load_image(path, self.cfg.min_size)
-            except (BadImage, OSError) as e:
-                self.stats['bad_image'] += 1; skipped.append(f'bad_image:{Path(path).name}'); continue
-            h, w = self.target_size(i)
-            im, more = resize_center_crop(im, h, w)
-            for s in issues + more: self.stats[s] += 1  # caption problems were counted once, at start-up
-            issues = issues + more + (['empty_caption'] if not cap else [])
-            return dict(image=pil_to_tensor(im), caption=cap, key=path, issues=skipped + issues)
-        raise RuntimeError(f"every image in {self.cfg.path} failed to load ({dict(self.stats)})")
+@patch
+def summary(self: ImageCaptionDataset) -> str:
+    "One line: files found, usable, skipped by reason, caption problems."
+    s = self.stats
+    return (f"data {self.cfg.path}: {s['found']} files, {len(self.records)} usable, {len(self.bad)} skipped ({self._reasons()}); "
+            f"captions: {s['missing_caption']} missing, {s['empty_caption']} empty, {s['invalid_utf8']} invalid UTF-8")
+
+# %% ../nbs/32_data.ipynb #13fa89b4
+@patch
+def __len__(self: ImageCaptionDataset): return len(self.records)
+
+@patch
+def image_size(self: ImageCaptionDataset, i: int) -> tuple[int, int] | None:
+    "(height, width) of sample i, read from its header at start-up."
+    return self._hw[i]
+
+@patch
+def target_size(self: ImageCaptionDataset, i: int) -> tuple[int, int]:
+    "(height, width) sample i is cropped to: the nearest bucket by aspect ratio, or `cfg.size`."
+    if not self.cfg.buckets: return tuple(self.cfg.size)
+    return nearest_bucket(*self._hw[i], self.cfg.buckets)
+
+@patch
+def __getitem__(self: ImageCaptionDataset, i: int) -> dict:
+    "Sample i; a file that fails to decode (found only now, e.g. truncated) is listed and the next usable one takes its place."
+    for j in range(len(self)):   # same target size keeps bucket batches valid
+        path, cap = self.records[(i + j) % len(self)]
+        if path in self.bad: continue
+        try: im, issues = load_image(path, self.cfg.min_size)
+        except (BadImage, OSError): self._skip(path, 'undecodable', warn=True); continue
+        h, w = self.target_size(i)
+        im, more = resize_center_crop(im, h, w)
+        for s in issues + more: self.stats[s] += 1  # caption problems were counted once, at start-up
+        if j: self.stats['replaced'] += 1
+        issues = ([f'replaced:{Path(self.records[i][0]).name}'] if j else []) + issues + more + (['empty_caption'] if not cap else [])
+        return dict(image=pil_to_tensor(im), caption=cap, key=path, issues=issues)
+    raise ConfigError(f"every image in {self.cfg.path} failed to load ({self._reasons()})")
 
 # %% ../nbs/32_data.ipynb #a6a04658
 def collate(batch: list[dict]) -> dict:

@@ -236,6 +236,8 @@ def load_recogniser(cfg: RecogniserConfig | None = None, folder: str | Path | No
         rec.info = json.loads(path.with_suffix('.json').read_text()).get('info', {})
         return rec.eval()
     if not train: raise FileNotFoundError(f"no cached recogniser at {path}.safetensors (call with train=True to train one)")
+    print(f"training the OpenMoji recogniser for {len(cfg.glyph_list)} glyphs ({cfg.epochs} epochs of {cfg.per_class} crops per glyph, once; cached in {folder})",
+          file=sys.stderr, flush=True)
     rec, log = train_recogniser(cfg, progress)
     rec.info = dict(train_seconds=round(log['seconds'], 1), final_loss=float(np.mean(log['losses'][-20:])))
     rec.info.update(recogniser_accuracy(rec, cfg))

@@ -507,6 +507,8 @@ def from_pretrained(path: str | Path, device: str | torch.device = 'cpu', dtype:
     if not (path / 'config.json').exists(): raise FileNotFoundError(f"{path} has no config.json (not a save_pretrained directory)")
     with torch.device('meta'): model = FLiteDiT(load_config(DiTConfig, path / 'config.json'))
     sd = load_file(str(path / 'model.safetensors'), device=str(device))
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad: raise ValueError(f"{path / 'model.safetensors'} holds NaN/inf in {len(bad)} tensors (e.g. {bad[0]}): refusing to load it")
     model.load_state_dict(sd, strict=True, assign=True)
     return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
 

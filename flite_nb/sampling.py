@@ -12,7 +12,7 @@ from typing import Literal, Sequence
 # %% auto #0
 __all__ = ['EXTRAPOLATION_METHODS', 'ATTN_SCALES', 'SamplingConfig', 'sampling_config_from_dict', 'load_sampling_config', 'APG',
            'rope_override', 'FlitePipeline', 'tiny_pipeline', 'image_grid', 'from_flite_release', 'sampling_widget',
-           'sample_main']
+           'sample_main', 'sample_cli']
 
 # %% ../nbs/50_sampling.ipynb #e4265d1f
 import torch
@@ -281,6 +281,17 @@ def _save(self, path: str | Path):
     save_config(self.config, path / 'sampling.json')
     return path
 
+def _fallback_sampling(path: Path) -> SamplingConfig:
+    "Without sampling.json: the training size recorded in the weights' metadata (else the default), with a warning."
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path / 'model' / 'model.safetensors'), 'pt') as f: hw = json.loads((f.metadata() or {}).get('train_resolution', 'null'))
+    except Exception: hw = None
+    sc = SamplingConfig(height=hw[0], width=hw[1]) if hw else SamplingConfig()
+    warnings.warn(f"{path} has no sampling.json: sampling at {sc.height}x{sc.width} "
+                  f"({'the training size recorded in the weights' if hw else 'the default; pass height/width'}) with default steps and guidance", stacklevel=3)
+    return sc
+
 def _from_folder(path: str | Path, device=None, precision: str = 'auto', dtype: torch.dtype | None = None,
                  text_encoder: TextEncoder | None = None, latents: LatentSpace | None = None) -> FlitePipeline:
     "Load a pipeline folder written by a training run (or by `FlitePipeline.save`)."
@@ -292,7 +303,7 @@ def _from_folder(path: str | Path, device=None, precision: str = 'auto', dtype: 
     model = from_pretrained(path / 'model', device=dev, dtype=dtype)
     lcfg = load_config(LatentConfig, path / 'latents.json')
     te = text_encoder or TextEncoder(load_config(TextEncoderConfig, path / 'text_encoder.json'))
-    sc = load_sampling_config(path / 'sampling.json') if (path / 'sampling.json').exists() else SamplingConfig()
+    sc = load_sampling_config(path / 'sampling.json') if (path / 'sampling.json').exists() else _fallback_sampling(path)
     pipe = FlitePipeline(model, te, latents or make_latent_space(lcfg), sc, lcfg, dev, precision)
     pipe.folder = path
     return pipe
@@ -397,6 +408,8 @@ def sample_main(argv: list[str] | None = None) -> list[Path]:
     ap.add_argument('--out', default='samples')
     ap.add_argument('--grid-scale', type=int, default=1, help='upscale factor of grid.png (nearest)')
     a = ap.parse_args(argv)
+    if a.cfg is not None and not (math.isfinite(a.cfg) and a.cfg >= 0): raise ValueError(f"--cfg must be a finite number >= 0, got {a.cfg}")
+    if a.n < 1: raise ValueError(f"--n must be >= 1, got {a.n}")
     pipe = FlitePipeline.from_folder(a.pipeline, device=a.device)
     ims = pipe(a.prompt, a.negative_prompt, n=a.n, steps=a.steps, cfg_scale=a.cfg, guidance=a.guidance, sampler=a.sampler,
                shift=a.shift, shift_value=a.shift_value, height=a.height, width=a.width, seed=a.seed,
@@ -412,4 +425,11 @@ def sample_main(argv: list[str] | None = None) -> list[Path]:
 
 # %% ../nbs/50_sampling.ipynb #a88a5848
 #| eval: false
-if __name__ == '__main__' and 'ipykernel' not in sys.modules: sample_main()
+def sample_cli(argv: list[str] | None = None) -> int:
+    "`sample_main` with one-line errors: exit 0, or 2 with the reason on stderr."
+    try: sample_main(argv)
+    except (ConfigError, ValueError, OSError) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr); return 2
+    return 0
+
+if __name__ == '__main__' and 'ipykernel' not in sys.modules: sys.exit(sample_cli())

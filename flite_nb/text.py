@@ -155,6 +155,13 @@ class TextEncoder(nn.Module):
                            truncation=cfg.truncation, max_length=cfg.max_length, return_tensors='pt')
         if not cfg.truncation and b['input_ids'].shape[1] > cfg.max_length:
             raise ValueError(f"a caption has {b['input_ids'].shape[1]} tokens > max_length={cfg.max_length} and truncation=False")
+        if cfg.truncation and b['attention_mask'][:, -1].any():   # some caption filled max_length: was it cut?
+            lens = [len(x) for x in self.tokenizer(list(captions), truncation=False)['input_ids']]
+            cut = [c for c, n in zip(captions, lens) if n > cfg.max_length]
+            if cut and not getattr(self, '_warned_cut', False):
+                self._warned_cut = True
+                warnings.warn(f"{len(cut)} caption(s) longer than max_length={cfg.max_length} tokens were cut (e.g. {cut[0][:50]!r}, "
+                              f"{max(lens)} tokens); raise text.max_length to keep them whole (warned once)", stacklevel=2)
         return dict(input_ids=b['input_ids'], mask=b['attention_mask'].bool())
 
     @torch.no_grad()
@@ -189,11 +196,13 @@ class TextEncoder(nn.Module):
             pad = S - e['context'].shape[1]
             if pad < 0: raise ValueError(f"seq_len={S} is shorter than the empty prompt ({e['context'].shape[1]} tokens)")
             return dict(context=nn.functional.pad(e['context'], (0, 0, 0, pad)), context_mask=nn.functional.pad(e['context_mask'], (0, pad)))
-        # all-zero context as in the release; every position marked real: zero keys/values add nothing,
-        # and an all-False mask would make masked attention softmax over no tokens (NaN)
+        # all-zero context as in the release, with ONE position marked real: an all-False mask would make masked
+        # attention softmax over no tokens (NaN); under cross-attention the zero positions are identical, so one or
+        # all give the same output; under MM-DiT's joint attention each real one is a token the image attends to,
+        # so marking all S real would make the unconditional output depend on the batch's longest caption
         dt = _DTYPES[self.cfg.dtype]
-        return dict(context=torch.zeros(batch_size, S, self.width, dtype=dt, device=self.device),
-                    context_mask=torch.ones(batch_size, S, dtype=torch.bool, device=self.device))
+        mask = torch.zeros(batch_size, S, dtype=torch.bool, device=self.device); mask[:, 0] = True
+        return dict(context=torch.zeros(batch_size, S, self.width, dtype=dt, device=self.device), context_mask=mask)
 
     def apply_null(self, out: dict, dropped: torch.Tensor) -> dict:
         "Replace the samples where `dropped` is True by the null condition (same sequence length)."

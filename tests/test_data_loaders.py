@@ -1,5 +1,5 @@
 "Multi-worker, multi-rank data loading: every sample is seen exactly once; tar shards round trip and resume."
-import json
+import io, json
 from collections import Counter
 
 import pytest
@@ -89,8 +89,11 @@ def test_folder_loader_with_workers_reports_issues(tmp_path):
     for i in range(6):
         Image.new('RGB', (40, 30), (i * 40, 0, 0)).save(tmp_path/f'{i}.png'); (tmp_path/f'{i}.txt').write_text(f'image {i}')
     Image.new('LA', (40, 30)).save(tmp_path/'6.png')  # alpha, no caption
-    (tmp_path/'7.png').write_bytes(b'GIF89a-truncated'); (tmp_path/'7.txt').write_text('bad')  # its slot wraps to 0.png
+    (tmp_path/'7.png').write_bytes(b'GIF89a-truncated'); (tmp_path/'7.txt').write_text('bad')  # no valid header: skipped at start
+    buf = io.BytesIO(); Image.new('RGB', (40, 30), (9, 9, 9)).save(buf, 'PNG')
+    (tmp_path/'8.png').write_bytes(buf.getvalue()[:60]); (tmp_path/'8.txt').write_text('cut')   # header fine, data cut: found when loaded
     ds = ImageCaptionDataset(path=str(tmp_path), size=(32, 32))
+    assert len(ds) == 8 and ds.bad == {str(tmp_path/'7.png'): 'unreadable'}
     stats = LoaderStats()
     for b in make_loader(ds, 4, num_workers=2, drop_last=False): stats.update_from(b)
-    assert stats['samples'] == 8 and stats['bad_image'] == 1 and stats['alpha'] == 1 and stats['empty_caption'] == 1
+    assert stats['samples'] == 8 and stats['replaced'] == 1 and stats['alpha'] == 1 and stats['empty_caption'] == 1, stats

@@ -8,9 +8,9 @@ ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
 MICRO = ['--preset', 'micro', 'device=cpu', 'val.every=0', 'val.sample_every=0']
 
 
-def train(args, out, timeout=240):
+def train(args, out, timeout=240, env=ENV):
     return subprocess.run([sys.executable, '-m', 'flite_nb.train', '--out', str(out), *args], capture_output=True, text=True,
-                          timeout=timeout, env=ENV)
+                          timeout=timeout, env=env)
 
 
 def final_weights(out, step):
@@ -177,6 +177,13 @@ def test_resume_with_another_preset_is_refused(tmp_path, capsys):
     assert _in_process(['--out', str(out), *MICRO, 'threads=1', 'stages.0.steps=2']) == 0
     assert _in_process(['--out', str(out), '--preset', 'tiny', '--resume']) == 2
     assert 'was made with --preset micro' in capsys.readouterr().err
+    import warnings
+    from flite_nb.sampling import FlitePipeline
+    (out / 'pipeline' / 'sampling.json').unlink()                           # a pipeline folder that lost its sampling.json
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always'); pipe = FlitePipeline.from_folder(out / 'pipeline')
+    assert (pipe.config.height, pipe.config.width) == (16, 16)               # the training size, from the weights' metadata
+    assert any('training size recorded in the weights' in str(x.message) for x in w)
 
 
 def test_batch_not_divisible_by_world_is_one_line_before_loading(tmp_path):
@@ -186,3 +193,44 @@ def test_batch_not_divisible_by_world_is_one_line_before_loading(tmp_path):
     lines = [l for l in r.stderr.splitlines() if 'config error' in l]
     assert lines and 'does not split over 2 ranks' in lines[0], r.stderr[-2000:]
     assert 'Loading weights' not in r.stderr, r.stderr[-2000:]          # before the text encoder loads (torchrun adds its own report)
+
+
+def _bad_folder(d: Path, n_good=5):
+    "n_good good images, one with a non-UTF-8 caption, one without caption, one truncated after a valid header; one unreadable, one 25:1 strip."
+    import io
+    from PIL import Image
+    d.mkdir(parents=True, exist_ok=True)
+    for i in range(n_good): Image.new('RGB', (24, 20), (40 * i, 90, 30)).save(d / f'g{i}.png'); (d / f'g{i}.txt').write_text(f'a green square {i}')
+    Image.new('RGB', (20, 20), (200, 0, 0)).save(d / 'utf.png'); (d / 'utf.txt').write_bytes(b'caf\xe9 red')
+    Image.new('RGB', (20, 20), (0, 0, 200)).save(d / 'nocap.png')
+    b = io.BytesIO(); Image.new('RGB', (20, 20), (9, 9, 9)).save(b, 'PNG'); (d / 'cut.png').write_bytes(b.getvalue()[:60]); (d / 'cut.txt').write_text('cut')
+    (d / 'junk.png').write_text('<html>not an image</html>'); (d / 'junk.txt').write_text('junk')
+    Image.new('RGB', (500, 20), (0, 0, 0)).save(d / 'strip.png'); (d / 'strip.txt').write_text('a strip')
+
+
+def test_bad_data_is_counted_exactly(tmp_path):
+    data, out = tmp_path / 'data', tmp_path / 'run'
+    _bad_folder(data)
+    env = {k: v for k, v in ENV.items() if k != 'PYTHONWARNINGS'}
+    r = train(MICRO + ['stages.0.steps=2', 'data.source=folder', f'data.path={data}', 'val.n_samples=8', 'checkpoint.every=0'], out, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert ('10 files, 8 usable, 2 skipped (1 unreadable, 1 extreme_aspect); captions: 1 missing, 0 empty, 1 invalid UTF-8'
+            in r.stdout), r.stdout[-3000:]
+    bad = [json.loads(l) for l in (out / 'bad_samples.jsonl').read_text().splitlines()]
+    assert sorted((Path(b['path']).name, b['reason']) for b in bad) == [('cut.png', 'undecodable'), ('junk.png', 'unreadable'),
+                                                                       ('strip.png', 'extreme_aspect')], bad
+    last = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines() if 'train/loss' in l][-1]
+    assert last['train/data/bad_files'] == 3 and last['train/data/replaced'] >= 1, last
+    assert r.stderr.count('skipping') == 1, r.stderr                          # warned once for the one file found while loading
+
+
+def test_mostly_bad_or_all_bad_data_stops_before_training(tmp_path, capsys):
+    data = tmp_path / 'data'
+    _bad_folder(data, n_good=0)                                             # 2 unusable of 5: under the 50% limit...
+    assert _in_process(['--out', str(tmp_path / 'a'), *MICRO, 'threads=1', 'data.source=folder', f'data.path={data}',
+                        'data.max_bad_frac=0.3']) == 2                        # ...but over a 30% one
+    (tmp_path / 'junk').mkdir(); (tmp_path / 'junk' / 'x.png').write_text('no')
+    assert _in_process(['--out', str(tmp_path / 'b'), *MICRO, 'threads=1', 'data.source=folder', f'data.path={tmp_path / "junk"}']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all('files are unusable' in l for l in err), err
+    assert not (tmp_path / 'a' / 'checkpoints').exists()

@@ -88,3 +88,24 @@ def test_packed_batch_with_token_keep_runs():
     keep = torch.stack([torch.randperm(8) for _ in range(2)])      # within sample 1's 8 real tokens
     with torch.no_grad(): out = m(tk, torch.rand(2), torch.randn(2, 5, 24), hw=hw, token_keep=keep)
     assert out.shape == (2, 8, 12)
+
+
+def test_null_context_does_not_depend_on_the_batch_length():
+    "The zero null context marks one position real: MM-DiT's unconditional output no longer changes with the padding length"
+    " (it did by ~2e-2), and cross-attention's output is the same as with every null position real."
+    from dataclasses import replace as _replace
+    from flite_nb.model import FLiteDiT, preset, perturb_zero_init
+    from flite_nb.text import TextEncoder, TextEncoderConfig
+    enc = TextEncoder(TextEncoderConfig(name='minilm', layer=1, max_length=16))
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(1, 3, 8, 8, generator=g), torch.full((1,), 0.5)
+    for block in ('mmdit', 'cross'):
+        torch.manual_seed(0)
+        m = perturb_zero_init(FLiteDiT(preset('tiny', dim=64, depth=2, heads=2, text_dim=enc.width, block=block)), std=0.05).eval()
+        with torch.no_grad():
+            outs = [m(x, t, **{k: v for k, v in zip(('context', 'context_mask'), enc.null(1, S).values())}) for S in (1, 5, 12)]
+            assert all(torch.allclose(o, outs[0], atol=1e-6) for o in outs), block
+            if block == 'cross':
+                n = enc.null(1, 12)
+                every = m(x, t, n['context'], torch.ones_like(n['context_mask']))
+                assert torch.allclose(every, outs[2], atol=1e-6)

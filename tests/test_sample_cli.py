@@ -44,3 +44,29 @@ def test_sample_loads_training_style_sampling_json(tmp_path):
     c = p.config
     assert (c.height, c.width, c.shift, c.shift_value, c.steps, c.cfg_scale) == (24, 16, 'sd3', 2.0, 3, 2.5)
     assert p('a red apple', progress=False)[0].size == (16, 24)
+
+
+def test_sample_cli_errors_are_one_line(tmp_path):
+    "Bad guidance, non-finite weights and a missing folder: one line on stderr, exit 2, no images."
+    from safetensors.torch import load_file, save_file
+    tiny_pipeline(tmp_path / 'pipeline', size=16)
+    for args, msg in [(['--cfg', 'nan'], '--cfg must be a finite number'), (['--cfg', '-1'], '--cfg must be a finite number')]:
+        r = _run('--pipeline', tmp_path / 'pipeline', '--prompt', 'x', '--steps', 1, '--out', tmp_path / 'o', *args)
+        assert r.returncode == 2 and msg in r.stderr and r.stderr.strip().count('\n') == 0, r.stderr
+    r = _run('--pipeline', tmp_path / 'nope', '--prompt', 'x', '--out', tmp_path / 'o')
+    assert r.returncode == 2 and 'does not exist' in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    f = tmp_path / 'pipeline' / 'model' / 'model.safetensors'
+    sd = load_file(str(f)); k = next(iter(sd)); sd[k] = sd[k].float().fill_(float('nan')).to(sd[k].dtype); save_file(sd, str(f))
+    r = _run('--pipeline', tmp_path / 'pipeline', '--prompt', 'x', '--steps', 1, '--out', tmp_path / 'o')
+    assert r.returncode == 2 and 'NaN/inf' in r.stderr and r.stderr.strip().count('\n') == 0, r.stderr
+    assert not (tmp_path / 'o').exists()
+
+
+def test_missing_sampling_json_warns_with_the_size(tmp_path):
+    import warnings
+    tiny_pipeline(tmp_path / 'pipeline', size=16)
+    (tmp_path / 'pipeline' / 'sampling.json').unlink()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        pipe = FlitePipeline.from_folder(tmp_path / 'pipeline')
+    assert any('no sampling.json' in str(x.message) and f'{pipe.config.height}x{pipe.config.width}' in str(x.message) for x in w)
