@@ -11,12 +11,13 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['OPENMOJI_CREDIT', 'COLOURS', 'POSITIONS', 'SPLITS', 'IMAGE_EXTS', 'CAPTION_KEYS', 'openmoji_root', 'openmoji_font',
-           'openmoji_codepoints', 'glyph_candidates', 'render_glyph', 'glyph_stats', 'glyph_phrase', 'curate_glyphs',
-           'Scene', 'render_scene', 'split_glyphs', 'heldout_pair', 'OpenMojiConfig', 'OpenMojiScenes', 'pil_to_tensor',
-           'tensor_to_pil', 'show_samples', 'BadImage', 'load_image', 'resize_center_crop', 'read_caption',
-           'scan_folder', 'read_manifest', 'ImageDataConfig', 'ImageCaptionDataset', 'collate', 'LoaderStats',
-           'make_buckets', 'nearest_bucket', 'BucketBatchSampler', 'plot_buckets', 'fit_resize_crop', 'pad_collate',
-           'token_mask', 'write_shards', 'TarStream', 'drop_bad', 'stream_collate', 'make_loader']
+           'openmoji_codepoints', 'glyph_candidates', 'render_glyph', 'glyph_stats', 'glyph_name', 'is_plural',
+           'article', 'glyph_phrase', 'curate_glyphs', 'Scene', 'render_scene', 'split_glyphs', 'heldout_pair',
+           'OpenMojiConfig', 'OpenMojiScenes', 'pil_to_tensor', 'tensor_to_pil', 'show_samples', 'BadImage',
+           'load_image', 'resize_center_crop', 'read_caption', 'scan_folder', 'read_manifest', 'ImageDataConfig',
+           'ImageCaptionDataset', 'collate', 'LoaderStats', 'make_buckets', 'nearest_bucket', 'BucketBatchSampler',
+           'plot_buckets', 'fit_resize_crop', 'pad_collate', 'token_mask', 'write_shards', 'TarStream', 'drop_bad',
+           'stream_collate', 'make_loader']
 
 # %% ../nbs/32_data.ipynb #5451a5b2
 import numpy as np
@@ -85,12 +86,34 @@ def glyph_stats(im: Image.Image) -> tuple[float, float]:
     return float(op.mean()), float((sat > 0.3).mean())
 
 # %% ../nbs/32_data.ipynb #d9d755de
-def glyph_phrase(cp: int) -> str:
-    "A caption phrase from the Unicode name: RED APPLE -> 'a red apple'."
+_SILENT_H, _YOU_SOUND = ('hour', 'honest', 'honour', 'honor', 'heir'), ('one', 'uni', 'use', 'usu', 'eu', 'ewe', 'ukulele')
+_POSSESSIVE = {'womans': "woman's", 'mans': "man's", 'childs': "child's"}   # Unicode names drop the apostrophe
+
+def glyph_name(cp: int) -> str:
+    "The glyph's name in plain words, from its Unicode name: WOMANS HAT -> \"woman's hat\"."
     n = _uname(cp)
     if n is None: raise ValueError(f"code point {cp:X} has no Unicode name")
-    words = n.lower().replace('-', ' ').split()
-    return ('an ' if words[0][0] in 'aeiou' else 'a ') + ' '.join(words)
+    return ' '.join(_POSSESSIVE.get(w, w) for w in n.lower().replace('-', ' ').split())
+
+def is_plural(name: str) -> bool:
+    "Whether a glyph name's head noun (the last word before 'with', 'of', ...) is plural: cherries, playing cards; not cactus, glass."
+    head = name.split()
+    for i, w in enumerate(head):
+        if w in ('with', 'of', 'covering', 'at', 'in', 'on') and i: head = head[:i]; break
+    w = head[-1]
+    return w.endswith('s') and not w.endswith(('ss', 'us', 'is', 'as', "'s"))
+
+def article(name: str) -> str:
+    "'a ', 'an ' (by sound: an hourglass, a unicorn, a one-piece) or '' for a plural name (cherries)."
+    if is_plural(name): return ''
+    w = name.split()[0]
+    vowel = (w[0] in 'aeiou' and not w.startswith(_YOU_SOUND)) or w.startswith(_SILENT_H)
+    return 'an ' if vowel else 'a '
+
+def glyph_phrase(cp: int) -> str:
+    "A caption phrase from the Unicode name: RED APPLE -> 'a red apple', HOURGLASS -> 'an hourglass', CHERRIES -> 'cherries'."
+    n = glyph_name(cp)
+    return article(n) + n
 
 def _head_word(cp: int) -> str:
     w = _uname(cp).split()
@@ -159,7 +182,7 @@ class Scene:
 
     def to_dict(self, height: int | None = None, width: int | None = None) -> dict:
         d = dict(background=self.background, background_rgb=list(COLOURS[self.background]),
-                 objects=[dict(codepoint=f'{cp:X}', name=glyph_phrase(cp).split(' ', 1)[1], phrase=glyph_phrase(cp), position=pos) for cp, pos in self.glyphs])
+                 objects=[dict(codepoint=f'{cp:X}', name=glyph_name(cp), phrase=glyph_phrase(cp), position=pos) for cp, pos in self.glyphs])
         if height is not None:
             d['size'] = [height, width]
             for o, b in zip(d['objects'], self.boxes(height, width)): o['box'] = list(b)

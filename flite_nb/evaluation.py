@@ -9,12 +9,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['RECOGNISER_VERSION', 'PROMPT_SETS', 'fixed_timestep_loss', 'RecogniserConfig', 'render_crop', 'render_crop_set',
-           'augment_batch', 'Recogniser', 'train_recogniser', 'recogniser_key', 'default_cache_dir', 'save_recogniser',
-           'load_recogniser', 'crop_boxes', 'classify_crops', 'recogniser_accuracy', 'background_colour',
-           'score_scenes', 'frechet_distance', 'image_features', 'image_frechet_distance', 'prompt_set',
-           'run_data_config', 'recogniser_config_for', 'evaluate_pipeline', 'format_metrics', 'extrapolation_table',
-           'format_table', 'evaluate_main']
+__all__ = ['RECOGNISER_VERSION', 'PROMPT_SETS', 'TASKS', 'fixed_timestep_loss', 'RecogniserConfig', 'render_crop',
+           'render_crop_set', 'augment_batch', 'Recogniser', 'train_recogniser', 'recogniser_key', 'default_cache_dir',
+           'save_recogniser', 'load_recogniser', 'crop_boxes', 'classify_crops', 'recogniser_accuracy',
+           'background_colour', 'score_scenes', 'frechet_distance', 'image_features', 'image_frechet_distance',
+           'prompt_set', 'run_data_config', 'recogniser_config_for', 'evaluate_pipeline', 'format_metrics',
+           'task_prompts', 'score_tasks', 'evaluate_tasks', 'format_task_table', 'extrapolation_table', 'format_table',
+           'evaluate_main']
 
 # %% ../nbs/51_evaluation.ipynb #390a1a18
 import numpy as np
@@ -27,7 +28,7 @@ from PIL import Image
 from .core import ConfigError, config_to_dict, config_from_dict, seed_everything
 from .flow import interpolate, velocity_target, flow_loss, num_threads
 from .data import (curate_glyphs, render_glyph, render_scene, Scene, COLOURS, POSITIONS, OpenMojiScenes, OpenMojiConfig,
-                   split_glyphs, glyph_phrase, pil_to_tensor, tensor_to_pil)
+                   split_glyphs, glyph_phrase, pil_to_tensor, tensor_to_pil, heldout_pair, _apart)
 
 # %% ../nbs/51_evaluation.ipynb #ac61b8ab
 from .flow import fixed_timesteps, validation_loss
@@ -412,7 +413,7 @@ def recogniser_config_for(data: OpenMojiConfig, **kw) -> RecogniserConfig:
 @torch.no_grad()
 def evaluate_pipeline(pipe, rec: Recogniser | None = None, n: int = 16, sets: tuple[str, ...] = PROMPT_SETS,
                       data: OpenMojiConfig | None = None, height: int | None = None, width: int | None = None,
-                      seed: int = 0, val_samples: int = 64, return_images: bool = False, **sample_kw) -> dict:
+                      seed: int = 0, val_samples: int = 64, return_images: bool = False, tasks: bool = True, **sample_kw) -> dict:
     "Prompt accuracy, GenEval-style scores, Fréchet distance and fixed-timestep validation loss of a `FlitePipeline`."
     data = data or run_data_config(getattr(pipe, 'folder', None))
     rec = rec or load_recogniser(recogniser_config_for(data))
@@ -438,6 +439,7 @@ def evaluate_pipeline(pipe, rec: Recogniser | None = None, n: int = 16, sets: tu
         vl = fixed_timestep_loss(pipe.model, lat, text['context'].cpu(), text['context_mask'].cpu())
         out['val_loss'] = vl['mean']
         out.update({f'val_loss_t{t:.3f}': v for t, v in zip(vl['t'], vl['loss'])})
+    if tasks: out['tasks'] = evaluate_tasks(pipe, rec, data, n, seed, H, W, **sample_kw)   # GenEval-style, one row per task
     out.update(n_per_set=n, height=H, width=W, seed=seed)
     return dict(metrics=out, images=imgs) if return_images else out
 
@@ -445,6 +447,73 @@ def format_metrics(m: dict) -> str:
     "A two-column text table of a metrics dict."
     w = max(len(k) for k in m)
     return '\n'.join(f"{k:<{w}}  {v:.4f}" if isinstance(v, float) else f"{k:<{w}}  {v}" for k, v in m.items())
+
+# %% ../nbs/51_evaluation.ipynb #050cc305
+TASKS = ('single_center', 'single_position', 'two_glyphs', 'two_positions', 'background')
+
+def task_prompts(task: str, data: OpenMojiConfig | None = None, n: int = 16, seed: int = 0, heldout: bool = False) -> list[dict]:
+    "Up to `n` prompts of `task` (seen or held-out glyphs/pairs of a run trained on `data`): prompt, scene, check, task, split."
+    if task not in TASKS: raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    data = data or OpenMojiConfig()
+    seen, held = split_glyphs(curate_glyphs(data.n_glyphs), data.heldout_frac, data.seed)
+    rng, out = random.Random(f'{task}/{seed}/{heldout}'), []
+    if task in ('two_glyphs', 'two_positions'):
+        if heldout and data.heldout_frac <= 0 or len(seen) < 2: return []
+        for _ in range(n * 200):
+            if len(out) == n: break
+            a, b = rng.sample(seen, 2)
+            if heldout_pair(a, b, data.heldout_frac, data.seed) != heldout: continue
+            while True:
+                pos = rng.sample(list(POSITIONS), 2)
+                if _apart(*pos): break
+            sc = Scene(rng.choice(list(COLOURS)), [(a, pos[0]), (b, pos[1])])
+            out.append(dict(prompt=sc.short_caption() if task == 'two_glyphs' else sc.long_caption(), scene=sc.to_dict(),
+                            check='anywhere' if task == 'two_glyphs' else 'boxes'))
+    else:
+        pool = list(held if heldout else seen); rng.shuffle(pool)
+        for i in range(min(n, len(pool) * 4) if pool else 0):
+            pos = 'center' if task != 'single_position' else rng.choice([q for q in POSITIONS if q != 'center'])
+            sc = Scene(rng.choice(list(COLOURS)), [(pool[i % len(pool)], pos)])
+            out.append(dict(prompt=glyph_phrase(pool[i % len(pool)]) if task == 'single_center' else sc.long_caption(),
+                            scene=sc.to_dict(), check='background' if task == 'background' else 'boxes'))
+    return [dict(o, task=task, split='held-out' if heldout else 'seen') for o in out]
+
+# %% ../nbs/51_evaluation.ipynb #035317ab
+@torch.no_grad()
+def score_tasks(rec: Recogniser, images: torch.Tensor, prompts: list[dict]) -> list[bool]:
+    "Whether each generated image (B, 3, H, W) passes its task prompt's check."
+    out = []
+    for img, p in zip(images, prompts):
+        sc = _as_scene(p['scene'])
+        if p['check'] == 'background': out.append(background_colour(img)[0] == sc.background); continue
+        if p['check'] == 'boxes': out.append(score_scenes(rec, img[None], [sc], False)['per_image'][0]['correct']); continue
+        H, W = img.shape[-2:]
+        grid = Scene(sc.background, [(sc.glyphs[0][0], q) for q in POSITIONS])   # every position, at this scene's glyph size
+        pred, _ = classify_crops(rec, crop_boxes(img, grid.boxes(H, W)))
+        out.append({cp for cp, _ in sc.glyphs} <= set(pred))
+    return out
+
+def evaluate_tasks(pipe, rec: Recogniser, data: OpenMojiConfig | None = None, n: int = 16, seed: int = 0,
+                   height: int | None = None, width: int | None = None, **sample_kw) -> list[dict]:
+    "One row per (task, seen/held-out): number of prompts and the share passed; rows without prompts are kept with n = 0."
+    data = data or run_data_config(getattr(pipe, 'folder', None))
+    H, W = height or pipe.config.height, width or pipe.config.width
+    rows = []
+    for k, t in enumerate(TASKS):
+        for h in (False, True):
+            ps = task_prompts(t, data, n, seed, h)
+            if not ps: rows.append(dict(task=t, split='held-out' if h else 'seen', n=0, accuracy=float('nan'))); continue
+            g = pipe([p['prompt'] for p in ps], height=H, width=W, seed=seed + 1000 * k + 500 * h, output='pt', progress=False, **sample_kw)
+            ok = score_tasks(rec, g, ps)
+            rows.append(dict(task=t, split=ps[0]['split'], n=len(ps), accuracy=float(np.mean(ok))))
+    return rows
+
+def format_task_table(rows: list[dict]) -> str:
+    "A Markdown table: one row per task, seen and held-out side by side (accuracy and number of prompts)."
+    by = {(r['task'], r['split']): r for r in rows}
+    cell = lambda r: '-' if r is None or not r['n'] else f"{r['accuracy']:.2f} ({r['n']})"
+    lines = ['| task | seen (n) | held-out (n) |', '|---|---|---|']
+    return '\n'.join(lines + [f"| {t} | {cell(by.get((t, 'seen')))} | {cell(by.get((t, 'held-out')))} |" for t in TASKS])
 
 # %% ../nbs/51_evaluation.ipynb #66895ce3
 def extrapolation_table(pipe, rec: Recogniser, sizes: list[tuple[int, int]], methods: tuple[str, ...] = ('none', 'pi', 'ntk', 'yarn', 'vision_ntk', 'vision_yarn'),
@@ -500,7 +569,8 @@ def evaluate_main(argv: list[str] | None = None) -> dict:
     m = evaluate_pipeline(pipe, rec, n=a.n, sets=sets, data=data, height=a.height, width=a.width, seed=a.seed,
                           val_samples=a.val_samples, steps=a.steps, cfg_scale=a.cfg, guidance=a.guidance)
     m = dict(pipeline=str(a.pipeline), **m, recogniser=getattr(rec, 'info', {}))
-    print(format_metrics({k: v for k, v in m.items() if k != 'recogniser'}))
+    print(format_metrics({k: v for k, v in m.items() if k not in ('recogniser', 'tasks')}))
+    if m.get('tasks'): print(format_task_table(m['tasks']))
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(m, indent=1))

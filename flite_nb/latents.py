@@ -4,7 +4,7 @@
 
 # %% ../nbs/31_latents.ipynb #b19fc99f
 from __future__ import annotations
-import hashlib, typing
+import hashlib, os, typing, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,8 +145,11 @@ class LatentCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.index: dict[str, Path] = {}
         for f in sorted(self.folder.glob(f'latents_{self.sid}_*.safetensors')):
-            with safe_open(f, 'pt') as s:
-                for k in s.keys(): self.index[k] = f
+            try:
+                with safe_open(f, 'pt') as s:
+                    for k in s.keys(): self.index[k] = f
+            except Exception as e:   # cut short by a crash: drop it, its latents are encoded again
+                warnings.warn(f"latent cache: {f} is unreadable ({type(e).__name__}); removing it"); f.unlink(missing_ok=True)
     def __contains__(self, key: str) -> bool: return key in self.index
     def __len__(self): return len(self.index)
 
@@ -156,8 +159,10 @@ class LatentCache:
         todo = [i for i, k in enumerate(keys) if k not in self.index]
         if not todo: return 0
         z = self.space.encode(images[todo])
-        f = self.folder/f"latents_{self.sid}_{len(list(self.folder.glob(f'latents_{self.sid}_*.safetensors'))):06d}.safetensors"
-        save_file({keys[i]: z[j].contiguous().cpu() for j, i in enumerate(todo)}, str(f))
+        n = max((int(g.stem.rsplit('_', 1)[1]) for g in self.folder.glob(f'latents_{self.sid}_*.safetensors')), default=-1) + 1
+        f = self.folder/f"latents_{self.sid}_{n:06d}.safetensors"
+        save_file({keys[i]: z[j].contiguous().cpu() for j, i in enumerate(todo)}, str(f.with_suffix('.tmp')))
+        os.replace(f.with_suffix('.tmp'), f)   # atomic: a kill leaves a .tmp, never a broken shard
         for i in todo: self.index[keys[i]] = f
         return len(todo)
 

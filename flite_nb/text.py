@@ -7,10 +7,11 @@ from __future__ import annotations
 import hashlib, json, os, typing, warnings
 from dataclasses import dataclass
 from pathlib import Path
+from collections import OrderedDict
 
 # %% auto #0
 __all__ = ['TextEncoderConfig', 'flite_t5_config', 'minilm_path', 'resolve_layer', 'layer_list', 'final_norm', 'truncate_encoder',
-           'TextEncoder', 'drop_mask', 'TextCache', 'precompute_text']
+           'TextEncoder', 'drop_mask', 'TextCache', 'precompute_text', 'TextStates']
 
 # %% ../nbs/30_text.ipynb #297eeaf8
 import torch
@@ -284,3 +285,27 @@ def precompute_text(encoder: TextEncoder, captions: list[str], folder: str | Pat
     caps = list(dict.fromkeys(captions))
     for i in range(0, len(caps), shard_size): cache.add(caps[i:i + shard_size])
     return cache
+
+# %% ../nbs/30_text.ipynb #431e04fe
+class TextStates:
+    "Captions -> (context, mask) through a `TextCache`, with per-sample caption dropout; an LRU of recent captions in memory."
+    def __init__(self, encoder: TextEncoder, folder: str | Path, max_memory: int = 4096):
+        self.encoder, self.cache, self.max_memory = encoder, TextCache(folder, encoder), max_memory
+        self.mem: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+
+    def _one(self, c: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if c in self.mem: self.mem.move_to_end(c); return self.mem[c]
+        got = self.cache.get([c])
+        self.mem[c] = (got['context'][0], got['context_mask'][0])
+        if len(self.mem) > self.max_memory: self.mem.popitem(last=False)
+        return self.mem[c]
+
+    def __call__(self, captions: list[str], dropped: torch.Tensor | None = None, device=None) -> dict:
+        todo = [c for c in dict.fromkeys(captions) if c not in self.mem and c not in self.cache]
+        if todo: self.cache.add(todo)                       # one encoder call for all new captions of the batch
+        ctx, masks = zip(*(self._one(c) for c in captions))
+        S = max(x.shape[0] for x in ctx)
+        out = dict(context=torch.stack([nn.functional.pad(x, (0, 0, 0, S - x.shape[0])) for x in ctx]),
+                   context_mask=torch.stack([nn.functional.pad(m, (0, S - m.shape[0])) for m in masks]))
+        if dropped is not None and dropped.any(): out = self.encoder.apply_null(out, dropped)
+        return {k: v.to(device) for k, v in out.items()}

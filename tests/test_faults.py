@@ -234,3 +234,17 @@ def test_mostly_bad_or_all_bad_data_stops_before_training(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all('files are unusable' in l for l in err), err
     assert not (tmp_path / 'a' / 'checkpoints').exists()
+
+
+def test_cut_cache_shards_are_rebuilt(tmp_path):
+    "A text-cache shard cut short (a kill before writes were atomic, or a disk fault) is dropped and its captions encoded again."
+    import warnings
+    from flite_nb.text import TextEncoder, TextEncoderConfig, TextCache
+    enc = TextEncoder(TextEncoderConfig(name='minilm', layer=1, max_length=8))
+    c = TextCache(tmp_path, enc); c.add(['a cat']); ref = c.get(['a cat'])['context']
+    f = next(tmp_path.glob('text_*.safetensors')); f.write_bytes(f.read_bytes()[:40])
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always'); c2 = TextCache(tmp_path, enc)
+    assert any('unreadable' in str(x.message) for x in w) and 'a cat' not in c2
+    assert torch.equal(c2.get(['a cat'])['context'], ref)
+    assert not list(tmp_path.glob('*.tmp'))
