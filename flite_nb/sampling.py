@@ -423,8 +423,7 @@ def sample_main(argv: list[str] | None = None) -> list[Path]:
     print(f"wrote {len(ims)} images and grid.png to {out}")
     return paths
 
-# %% ../nbs/50_sampling.ipynb #a88a5848
-#| eval: false
+# %% ../nbs/50_sampling.ipynb #5e70cfa2
 def sample_cli(argv: list[str] | None = None) -> int:
     "`sample_main` with one-line errors: exit 0, or 2 with the reason on stderr."
     try: sample_main(argv)
@@ -432,4 +431,6 @@ def sample_cli(argv: list[str] | None = None) -> int:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr); return 2
     return 0
 
+# %% ../nbs/50_sampling.ipynb #a88a5848
+#| eval: false
 if __name__ == '__main__' and 'ipykernel' not in sys.modules: sys.exit(sample_cli())
