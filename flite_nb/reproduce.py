@@ -31,7 +31,7 @@ def ablation_config(steps: int = 300, dim: int = 128, depth: int = 4, heads: int
     cfg = recipe('tiny')
     st = replace(cfg.stages[0], name=f'{size}px', steps=steps, resolution=(size, size), batch_size=batch, lr=lr,
                  warmup=max(1, steps // 8))
-    om = replace(cfg.data.openmoji, size=(size, size))
+    om = replace(cfg.data.openmoji, size=(size, size), heldout_frac=0.0)   # the data the reproductions were run on (tiny now holds out pairs)
     cfg = replace(cfg, recipe='ablation', model=preset('tiny', dim=dim, depth=depth, heads=heads, patch=patch, n_registers=4),
                   optim=replace(cfg.optim, base_width=dim), data=replace(cfg.data, openmoji=om), stages=[st],
                   val=replace(cfg.val, every=val_every, sample_every=0, n_samples=64, batch_size=64),
