@@ -9,9 +9,9 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['get_device', 'cpu_has_bf16', 'autocast_dtype', 'seed_everything', 'rng_state', 'set_rng_state', 'ConfigError',
-           'config_to_dict', 'config_from_dict', 'apply_overrides', 'save_config', 'load_config', 'show_config',
-           'count_params', 'human']
+__all__ = ['get_device', 'cpu_has_bf16', 'autocast_dtype', 'pick_threads', 'seed_everything', 'rng_state', 'set_rng_state',
+           'ConfigError', 'config_to_dict', 'config_from_dict', 'apply_overrides', 'save_config', 'load_config',
+           'show_config', 'count_params', 'human']
 
 # %% ../nbs/00_core.ipynb #bac69617
 import numpy as np
@@ -42,6 +42,22 @@ def autocast_dtype(device: str | torch.device, precision: str = 'auto') -> torch
     # auto: bf16 on GPUs that support it; fp32 on CPU so that CPU runs are exactly reproducible
     if device.type == 'cuda': return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return None
+
+# %% ../nbs/00_core.ipynb #54253f16
+def pick_threads(max_threads: int, reps: int = 6, size: int = 384, margin: float = 1.15, timer=None) -> tuple[int, dict]:
+    "Threads for this process: `max_threads` unless one thread is `margin` times faster now (a busy machine); with the timings."
+    if max_threads <= 1: return 1, {}
+    import time
+    a = torch.randn(size, size, dtype=torch.bfloat16 if cpu_has_bf16() else torch.float32)
+    def bench(n):
+        torch.set_num_threads(n); (a @ a).sum()
+        t = time.perf_counter()
+        for _ in range(reps): a @ a
+        return time.perf_counter() - t
+    times = {n: (timer or bench)(n) for n in (max_threads, 1)}
+    n = 1 if times[max_threads] > margin * times[1] else max_threads
+    torch.set_num_threads(n)
+    return n, times
 
 # %% ../nbs/00_core.ipynb #dd4fce00
 def seed_everything(seed: int) -> torch.Generator:
