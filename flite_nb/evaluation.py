@@ -482,11 +482,13 @@ def task_prompts(task: str, data: OpenMojiConfig | None = None, n: int = 16, see
 @torch.no_grad()
 def score_tasks(rec: Recogniser, images: torch.Tensor, prompts: list[dict]) -> list[bool]:
     "Whether each generated image (B, 3, H, W) passes its task prompt's check."
-    out = []
-    for img, p in zip(images, prompts):
+    boxed = [i for i, p in enumerate(prompts) if p['check'] == 'boxes']   # one recogniser pass for all of them
+    per = score_scenes(rec, images[boxed], [prompts[i]['scene'] for i in boxed], False)['per_image'] if boxed else []
+    by_box, out = dict(zip(boxed, (r['correct'] for r in per))), []
+    for k, (img, p) in enumerate(zip(images, prompts)):
         sc = _as_scene(p['scene'])
         if p['check'] == 'background': out.append(background_colour(img)[0] == sc.background); continue
-        if p['check'] == 'boxes': out.append(score_scenes(rec, img[None], [sc], False)['per_image'][0]['correct']); continue
+        if p['check'] == 'boxes': out.append(by_box[k]); continue
         H, W = img.shape[-2:]
         grid = Scene(sc.background, [(sc.glyphs[0][0], q) for q in POSITIONS])   # every position, at this scene's glyph size
         pred, _ = classify_crops(rec, crop_boxes(img, grid.boxes(H, W)))
