@@ -15,9 +15,9 @@ __all__ = ['OPENMOJI_CREDIT', 'COLOURS', 'POSITIONS', 'SPLITS', 'IMAGE_EXTS', 'C
            'article', 'glyph_phrase', 'curate_glyphs', 'Scene', 'render_scene', 'split_glyphs', 'heldout_pair',
            'OpenMojiConfig', 'OpenMojiScenes', 'pil_to_tensor', 'tensor_to_pil', 'show_samples', 'BadImage',
            'load_image', 'resize_center_crop', 'read_caption', 'scan_folder', 'read_manifest', 'ImageDataConfig',
-           'ImageCaptionDataset', 'collate', 'LoaderStats', 'make_buckets', 'nearest_bucket', 'BucketBatchSampler',
-           'plot_buckets', 'fit_resize_crop', 'pad_collate', 'token_mask', 'write_shards', 'TarStream', 'drop_bad',
-           'stream_collate', 'make_loader']
+           'check_header', 'size_problem', 'index_rows', 'ImageCaptionDataset', 'collate', 'LoaderStats',
+           'make_buckets', 'nearest_bucket', 'BucketBatchSampler', 'plot_buckets', 'fit_resize_crop', 'pad_collate',
+           'token_mask', 'write_shards', 'TarStream', 'drop_bad', 'stream_collate', 'make_loader']
 
 # %% ../nbs/32_data.ipynb #5451a5b2
 import numpy as np
@@ -416,41 +416,66 @@ class ImageDataConfig:
     caption_key: str = ''  # manifest column of the captions ('' = the first of CAPTION_KEYS present)
     max_aspect: float = 4.0  # skip (and count) images whose long side is more than this many times the short one
     max_bad_frac: float = 0.5  # stop before training when more than this fraction of the files is unusable
+    split: typing.Literal['all', 'train', 'val'] = 'all'  # 'train'/'val': without / only the `holdout` held-out images
+    holdout: int = 0  # usable images held out for validation, chosen by a hash of their path (the same on every rank and run)
+    max_holdout_frac: float = 0.1  # ... but never more than this share of them
 
 # %% ../nbs/32_data.ipynb #13fa89b4
+def check_header(path, min_size: int = 1, max_aspect: float = 4.0) -> tuple[str, tuple[int, int] | None]:
+    "('' or the reason to skip, (height, width)) from an image file's header alone (no decoding)."
+    try:
+        with Image.open(path) as im: w, h = im.size
+    except Exception: return 'unreadable', None
+    return size_problem(h, w, min_size, max_aspect), (h, w)
+
+def size_problem(h: int, w: int, min_size: int = 1, max_aspect: float = 4.0) -> str:
+    "'too_small', 'extreme_aspect' (a centre cut would keep a sliver) or ''."
+    if min(h, w) < min_size: return 'too_small'
+    return 'extreme_aspect' if max(h, w) > max_aspect * min(h, w) else ''
+
+def index_rows(cfg: ImageDataConfig) -> list[tuple]:
+    "(path, caption or None, caption issue, height, width) of every file of a folder or manifest; 0 x 0 = unreadable header."
+    p = Path(cfg.path)
+    recs = read_manifest(p, caption_key=cfg.caption_key) if p.suffix in ('.csv', '.jsonl', '.json') else scan_folder(p, cfg.caption_ext)
+    return [(path, cap, issue, *(check_header(path)[1] or (0, 0))) for path, cap, issue in recs]
+
+
+# %% ../nbs/32_data.ipynb #a52564a5
 class ImageCaptionDataset(Dataset):
-    "Map-style dataset over a folder or manifest: every file checked at start, bad ones skipped, counted by reason and listed."
-    def __init__(self, cfg: ImageDataConfig | None = None, **kw):
+    "Map-style dataset over a folder or manifest (or the `rows` of its index): bad files skipped, counted by reason and listed."
+    def __init__(self, cfg: ImageDataConfig | None = None, rows: list[tuple] | None = None, **kw):
         self.cfg = cfg = cfg or ImageDataConfig(**kw)
         if not cfg.path: raise ConfigError("ImageDataConfig.path is empty: give a folder or a .csv/.jsonl manifest")
-        p = Path(cfg.path)
-        recs = read_manifest(p, caption_key=cfg.caption_key) if p.suffix in ('.csv', '.jsonl', '.json') else scan_folder(p, cfg.caption_ext)
-        self.stats, self.bad, self.new_bad = Counter(found=len(recs)), {}, []
-        keep, sizes = [], []
-        for path, cap, issue in recs:
+        rows = index_rows(cfg) if rows is None else rows
+        self.stats, self.bad, self.new_bad = Counter(found=len(rows)), {}, []
+        keep = []
+        for path, cap, issue, h, w in rows:
             if issue: self.stats[issue] += 1
             cap = cap.strip() if isinstance(cap, str) else None
             if cap is None: self.stats['missing_caption'] += 1
             elif not cap: self.stats['empty_caption'] += 1
-            why, hw = ('no_caption', None) if not cap and cfg.missing_caption == 'skip' else self._check(path)
+            why = 'no_caption' if not cap and cfg.missing_caption == 'skip' else 'unreadable' if not h else size_problem(h, w, cfg.min_size, cfg.max_aspect)
             if why: self._skip(path, why); continue
-            keep.append((path, cap or '')); sizes.append(hw)
-        self.records, self._hw = keep, sizes
-        if not keep or len(self.bad) > cfg.max_bad_frac * len(recs):
-            raise ConfigError(f"{p}: {len(self.bad)} of {len(recs)} files are unusable ({self._reasons()}), more than "
+            keep.append((path, cap or '', (h, w)))
+        if not keep or len(self.bad) > cfg.max_bad_frac * len(rows):
+            raise ConfigError(f"{cfg.path}: {len(self.bad)} of {len(rows)} files are unusable ({self._reasons()}), more than "
                               f"max_bad_frac={cfg.max_bad_frac:g}; fix the data or raise the limit")
+        self._split(keep)
+
+
+# %% ../nbs/32_data.ipynb #67bc20ad
+@patch
+def _split(self: ImageCaptionDataset, keep: list[tuple]):
+    "Keep the records of `cfg.split`: all, or all but / only the held-out images (the smallest path hashes)."
+    cfg, self.n_usable = self.cfg, len(keep)
+    if cfg.holdout and cfg.split != 'all':
+        n = min(cfg.holdout, max(1, int(len(keep) * cfg.max_holdout_frac)))
+        if n >= len(keep): raise ConfigError(f"{cfg.path}: {len(keep)} usable image(s) cannot spare {n} for validation; give data.val_path")
+        val = set(sorted(range(len(keep)), key=lambda j: _h('holdout', keep[j][0]))[:n])
+        keep = [r for j, r in enumerate(keep) if (j in val) == (cfg.split == 'val')]
+    self.records, self._hw = [(p, c) for p, c, _ in keep], [hw for _, _, hw in keep]
 
 # %% ../nbs/32_data.ipynb #13fa89b4
-@patch
-def _check(self: ImageCaptionDataset, path: str) -> tuple[str, tuple[int, int] | None]:
-    "('' or the reason to skip, (height, width)) from the file header alone (no decoding)."
-    try:
-        with Image.open(path) as im: w, h = im.size
-    except Exception: return 'unreadable', None
-    if min(h, w) < self.cfg.min_size: return 'too_small', None
-    if max(h, w) > self.cfg.max_aspect * min(h, w): return 'extreme_aspect', None   # a centre cut would keep a sliver
-    return '', (h, w)
-
 @patch
 def _skip(self: ImageCaptionDataset, path: str, why: str, warn: bool = False):
     "Count a bad file once (by reason), remember it, and warn once if found while training."
@@ -466,7 +491,8 @@ def _reasons(self: ImageCaptionDataset) -> str:
 def summary(self: ImageCaptionDataset) -> str:
     "One line: files found, usable, skipped by reason, caption problems."
     s = self.stats
-    return (f"data {self.cfg.path}: {s['found']} files, {len(self.records)} usable, {len(self.bad)} skipped ({self._reasons()}); "
+    part = f" ({len(self.records)} in the {self.cfg.split} split)" if self.cfg.split != 'all' and self.cfg.holdout else ''
+    return (f"data {self.cfg.path}: {s['found']} files, {self.n_usable} usable{part}, {len(self.bad)} skipped ({self._reasons()}); "
             f"captions: {s['missing_caption']} missing, {s['empty_caption']} empty, {s['invalid_utf8']} invalid UTF-8")
 
 # %% ../nbs/32_data.ipynb #13fa89b4
@@ -485,20 +511,34 @@ def target_size(self: ImageCaptionDataset, i: int) -> tuple[int, int]:
     return nearest_bucket(*self._hw[i], self.cfg.buckets)
 
 @patch
+def _read(self: ImageCaptionDataset, path: str):
+    "What `load_image` decodes for record `path`: the file itself (a shard dataset returns the member's bytes)."
+    return path
+
+@patch
 def __getitem__(self: ImageCaptionDataset, i: int) -> dict:
     "Sample i; a file that fails to decode (found only now, e.g. truncated) is listed and the next usable one takes its place."
+    skipped = []   # travels in `issues`: a DataLoader worker's counters are out of the trainer's reach (see `absorb`)
     for j in range(len(self)):   # same target size keeps bucket batches valid
         path, cap = self.records[(i + j) % len(self)]
         if path in self.bad: continue
-        try: im, issues = load_image(path, self.cfg.min_size)
-        except (BadImage, OSError): self._skip(path, 'undecodable', warn=True); continue
+        try: im, issues = load_image(self._read(path), self.cfg.min_size)
+        except (BadImage, OSError): self._skip(path, 'undecodable', warn=True); skipped.append(f'skipped:undecodable:{path}'); continue
         h, w = self.target_size(i)
         im, more = resize_center_crop(im, h, w)
         for s in issues + more: self.stats[s] += 1  # caption problems were counted once, at start-up
         if j: self.stats['replaced'] += 1
-        issues = ([f'replaced:{Path(self.records[i][0]).name}'] if j else []) + issues + more + (['empty_caption'] if not cap else [])
+        issues = ([f'replaced:{Path(self.records[i][0]).name}'] if j else []) + skipped + issues + more + (['empty_caption'] if not cap else [])
         return dict(image=pil_to_tensor(im), caption=cap, key=path, issues=issues)
     raise ConfigError(f"every image in {self.cfg.path} failed to load ({self._reasons()})")
+
+@patch
+def absorb(self: ImageCaptionDataset, items: list[dict]):
+    "Count the bad files and replacements that DataLoader workers met (found in the items' `issues`) in this process too."
+    for it in items:
+        for s in it.get('issues', []):
+            if s.startswith('skipped:'): _, why, path = s.split(':', 2); self._skip(path, why, warn=True)
+            elif s.startswith('replaced:'): self.stats['replaced'] += 1
 
 # %% ../nbs/32_data.ipynb #a6a04658
 def collate(batch: list[dict]) -> dict:
@@ -711,3 +751,7 @@ def make_loader(ds: Dataset, batch_size: int, rank: int = 0, world_size: int = 1
         return DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=stream_collate, drop_last=drop_last, **kw)
     sampler = BucketBatchSampler.from_dataset(ds, batch_size, rank=rank, world_size=world_size, seed=seed, drop_last=drop_last)
     return DataLoader(ds, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate, **kw)
+
+# %% ../nbs/32_data.ipynb #66c5270f
+if __name__ == '__main__' and 'get_ipython' not in globals():   # `python -m flite_nb.data index PATH` (chapter 33)
+    import sys; from flite_nb.sources import main; sys.exit(main())

@@ -9,8 +9,8 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 # %% auto #0
-__all__ = ['DECAYS', 'DECAY_KINDS', 'wsd', 'ScheduleConfig', 'OptimConfig', 'param_groups', 'make_optimizer', 'set_lr',
-           'mup_init_model', 'EMAConfig', 'EMA']
+__all__ = ['DECAYS', 'DECAY_KINDS', 'TRAINABLE', 'wsd', 'ScheduleConfig', 'OptimConfig', 'param_groups', 'make_optimizer',
+           'set_lr', 'mup_init_model', 'trainable_names', 'EMAConfig', 'EMA']
 
 # %% ../nbs/42_optim.ipynb #602b35bf
 import torch
@@ -105,6 +105,19 @@ def mup_init_model(model: FLiteDiT, cfg: OptimConfig, seed: int = 0) -> bool:
         delta = FLiteDiT(_width_variant(mc, 2 * cfg.base_width if cfg.base_width != mc.dim else 2 * mc.dim))
     mup_init_(model, base, delta)
     return True
+
+# %% ../nbs/42_optim.ipynb #e2b8384f
+TRAINABLE = ('all', 'bitfit')
+
+def trainable_names(model: nn.Module, which: str = 'all', modulation: bool = True) -> set[str]:
+    "Names of the parameters a stage trains: all, or FiTv2's BitFit set (biases, norms and their adaLN modulation, patch embedder, final layer)."
+    names = [n for n, _ in model.named_parameters()]
+    if which == 'all': return set(names)
+    if which != 'bitfit': raise ConfigError(f"trainable must be one of {TRAINABLE}, got {which!r}")
+    def keep(n: str) -> bool:
+        if n.endswith('bias') or 'norm' in n or n.startswith(('patch_embed.', 'final_proj.', 'final_modulation.')): return True
+        return modulation and ('modulation' in n or '.mod.' in n)   # adaLN: the norm's scale and shift, made from t
+    return {n for n in names if keep(n)}
 
 # %% ../nbs/42_optim.ipynb #12f22edd
 @dataclass

@@ -7,7 +7,8 @@ from __future__ import annotations
 import hashlib
 
 # %% auto #0
-__all__ = ['seed_of', 'generator_for', 'draw_timesteps', 'GlobalOrder', 'slot_range', 'per_sample_draws']
+__all__ = ['seed_of', 'generator_for', 'draw_timesteps', 'GlobalOrder', 'slot_range', 'windowed_perm', 'fill_buckets',
+           'StepBatches', 'per_sample_draws']
 
 # %% ../nbs/43_order.ipynb #53c2d19f
 import torch
@@ -38,15 +39,18 @@ def draw_timesteps(cfg: TimestepConfig, n: int, hw: tuple[int, int], generator: 
 # %% ../nbs/43_order.ipynb #cfc7c332
 class GlobalOrder:
     "Dataset indices of every global batch of a stage, depending only on (seed, stage, step)."
-    def __init__(self, sizes: list[tuple[int, int]], global_batch: int, seed: int, stage: int):
+    def __init__(self, sizes: list[tuple[int, int]], global_batch: int, seed: int, stage: int, groups: list[int] | None = None, window: int = 8):
         if len(sizes) < global_batch: raise ConfigError(f"the data set has {len(sizes)} samples, fewer than one global batch of {global_batch}")
         self.sizes, self.G, self.seed, self.stage = [tuple(s) for s in sizes], global_batch, seed, stage
         self.bucketed = len(set(self.sizes)) > 1
+        self.groups, self.window = (list(groups) if groups is not None else None), window   # shards: see below
         self._epoch, self._batches = None, None
 
     def _epoch_batches(self, e: int) -> list[list[int]]:
-        perm = torch.randperm(len(self.sizes), generator=generator_for(self.seed, 'order', self.stage, e)).tolist()
+        g = generator_for(self.seed, 'order', self.stage, e)
+        perm = torch.randperm(len(self.sizes), generator=g).tolist() if self.groups is None else windowed_perm(self.groups, self.window, g)
         if not self.bucketed: return [perm[i:i + self.G] for i in range(0, len(perm) - self.G + 1, self.G)]
+        if self.groups is not None: return fill_buckets(perm, self.sizes, self.G)
         groups = {}
         for i in perm: groups.setdefault(self.sizes[i], []).append(i)
         out = [g[i:i + self.G] for _, g in sorted(groups.items()) for i in range(0, len(g) - self.G + 1, self.G)]
@@ -67,6 +71,38 @@ def slot_range(rank: int, world: int, micro: int, accum_step: int) -> range:
     "Slots of the global batch that rank `rank` takes at accumulation step `accum_step`."
     start = accum_step * world * micro + rank * micro
     return range(start, start + micro)
+
+# %% ../nbs/43_order.ipynb #49fe3aaf
+def windowed_perm(groups: list[int], window: int, generator: torch.Generator) -> list[int]:
+    "Indices visiting the groups (shards) in random order, `window` groups at a time, samples shuffled within each window."
+    members = {}
+    for i, k in enumerate(groups): members.setdefault(k, []).append(i)
+    keys = sorted(members)
+    order = [keys[j] for j in torch.randperm(len(keys), generator=generator).tolist()]
+    out = []
+    for w in range(0, len(order), max(window, 1)):
+        pool = [i for k in order[w:w + window] for i in members[k]]
+        out += [pool[j] for j in torch.randperm(len(pool), generator=generator).tolist()]
+    return out
+
+def fill_buckets(perm: list[int], sizes: list[tuple[int, int]], G: int) -> list[list[int]]:
+    "Global batches of one size each, emitted as soon as a size's queue holds `G` samples (in `perm` order)."
+    queues, out = {}, []
+    for i in perm:
+        q = queues.setdefault(sizes[i], []); q.append(i)
+        if len(q) == G: out.append(q); queues[sizes[i]] = []
+    return out
+
+# %% ../nbs/43_order.ipynb #8d6864f7
+class StepBatches(torch.utils.data.Sampler):
+    "This rank's micro-batches (lists of dataset indices) for steps [start, stop) of a stage, accumulation steps in order."
+    def __init__(self, order: GlobalOrder, start: int, stop: int, rank: int, world: int, micro: int, accum: int):
+        self.order, self.start, self.stop, self.rank, self.world, self.micro, self.accum = order, start, stop, rank, world, micro, accum
+    def __len__(self): return max(self.stop - self.start, 0) * self.accum
+    def __iter__(self):
+        for s in range(self.start, self.stop):
+            idx = self.order.batch(s)
+            for a in range(self.accum): yield [idx[j] for j in slot_range(self.rank, self.world, self.micro, a)]
 
 # %% ../nbs/43_order.ipynb #398f3ba5
 def per_sample_draws(keys: list[tuple], shape: tuple, caption_dropout: float, n_tokens: int, seq_drop: float) -> dict:

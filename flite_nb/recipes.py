@@ -25,8 +25,9 @@ from .model import DiTConfig, preset
 from .text import TextEncoderConfig, flite_t5_config
 from .latents import LatentConfig
 from .data import OpenMojiConfig
+from .sources import infer_source
 from .seqdrop import check_rate
-from .optim import OptimConfig, ScheduleConfig, EMAConfig, wsd
+from .optim import TRAINABLE, OptimConfig, ScheduleConfig, EMAConfig, wsd
 from fastcore.basics import patch
 
 # %% ../nbs/44_recipes.ipynb #8da02817
@@ -115,6 +116,7 @@ class StageConfig:
     seq_drop: float = 0.0                    # fraction of image tokens dropped per sample
     caption_dropout: float = 0.1             # probability of the null condition (for CFG)
     source: str = ''                         # '' = the run's data; else a folder or .csv/.jsonl manifest for this stage
+    trainable: Literal['all', 'bitfit'] = 'all'   # 'bitfit': FiTv2's post-training (biases, norms, patch embedder, final layer)
     subset: SubsetConfig = field(default_factory=SubsetConfig)          # kind 'sft': which samples to keep
     pref: PreferenceConfig = field(default_factory=PreferenceConfig)    # kind 'preference': loss and pairs
 
@@ -124,6 +126,7 @@ class StageConfig:
             raise ConfigError(f"stage {self.name!r}: pref.pairs='manifest' needs stage.source (a folder or .jsonl of prompt/chosen/rejected)")
         if self.steps < 1 or self.batch_size < 1 or self.micro_batch < 0: raise ConfigError(f"stage {self.name!r}: steps and batch_size must be >= 1, micro_batch >= 0")
         if not (self.lr > 0 and math.isfinite(self.lr)): raise ConfigError(f"stage {self.name!r}: lr must be finite and > 0, got {self.lr}")
+        if self.trainable not in TRAINABLE: raise ConfigError(f"stage {self.name!r}: trainable must be one of {TRAINABLE}, got {self.trainable!r}")
         if not 0 <= self.caption_dropout <= 1: raise ConfigError(f"stage {self.name!r}: caption_dropout must be in [0, 1], got {self.caption_dropout}")
         try: check_rate(self.seq_drop, 'seq_drop')
         except ValueError as e: raise ConfigError(f"stage {self.name!r}: {e}") from None
@@ -132,11 +135,12 @@ class StageConfig:
 @dataclass
 class DataConfig:
     "Where the images come from."
-    source: Literal['openmoji', 'folder'] = 'openmoji'
+    source: Literal['auto', 'openmoji', 'folder', 'manifest', 'shards'] = 'auto'   # 'auto': what data.path is ('' = OpenMoji)
     openmoji: OpenMojiConfig = field(default_factory=OpenMojiConfig)
-    path: str = ''                   # folder: images + same-name .txt, or a .csv/.jsonl manifest
-    val_path: str = ''               # folder: held-out set ('' = the last val.n_samples of the training set)
-    num_workers: int = 0
+    path: str = ''                   # a folder (images + same-name .txt), a .csv/.jsonl manifest, or tar shards (chapter 33)
+    val_path: str = ''               # held-out images ('' = val.n_samples (at most 10%) held out of data.path by hash)
+    num_workers: int = 0             # DataLoader worker processes per rank: decoding overlaps the model step
+    shard_window: int = 8            # shards: the global order reads shards in shuffled windows of this many
     caption_key: str = ''            # manifest column of the captions ('' = caption, text, prompt or txt, the first present)
     max_aspect: float = 4.0          # folder/manifest images with a longer side beyond this many short sides are skipped and counted
     max_bad_frac: float = 0.5        # more unusable files than this fraction stops the run before training
@@ -144,6 +148,21 @@ class DataConfig:
     def __post_init__(self):
         if not self.max_aspect >= 1: raise ConfigError(f"data.max_aspect must be >= 1, got {self.max_aspect}")
         if not 0 <= self.max_bad_frac <= 1: raise ConfigError(f"data.max_bad_frac must be in [0, 1], got {self.max_bad_frac}")
+        if self.num_workers < 0 or self.shard_window < 1: raise ConfigError("data.num_workers must be >= 0 and data.shard_window >= 1")
+        if self.source == 'openmoji' and self.path:
+            raise ConfigError(f"data.path={self.path!r} is set but data.source='openmoji' would ignore it: drop data.source (it is "
+                              f"inferred from the path) or name the path's kind (folder, manifest, shards)")
+        if self.source in ('folder', 'manifest', 'shards') and not self.path:
+            raise ConfigError(f"data.source={self.source!r} needs data.path (a folder of images + .txt captions, a .csv/.jsonl manifest, "
+                              f"or tar shards such as data/train-{{000000..000099}}.tar)")
+
+    @property
+    def kind(self) -> str:
+        "The source in use: what `path` is (reads the file system; a missing path is an error), checked against `source`."
+        k = infer_source(self.path)
+        if self.source not in ('auto', k) and {self.source, k} != {'folder', 'manifest'}:
+            raise ConfigError(f"data.source={self.source!r} but data.path {self.path} is {k} data; drop data.source to infer it")
+        return k
 
 @dataclass
 class ValConfig:
@@ -243,8 +262,6 @@ def check_combinations(self: TrainConfig):
         raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {self.device!r}")
     if self.device.startswith('cuda') and not torch.cuda.is_available():
         raise ConfigError(f"device={self.device!r} but this machine has no CUDA GPU; use device=cpu or auto")
-    if self.data.source == 'folder' and not self.data.path:
-        raise ConfigError("data.source='folder' needs data.path (a folder of images + .txt captions, or a .csv/.jsonl manifest)")
     if self.timesteps.shift == 'flite_literal':
         raise ConfigError("timesteps.shift='flite_literal' (the release's literal formula) cannot end a sampling grid at t=0, so "
                           "the run could not sample; use 'flite'")
@@ -293,7 +310,7 @@ def _flite_10b() -> TrainConfig:
         model=preset('flite-10b', grad_checkpoint=True),                         # report/release: 3072 x 40, 12 heads, 16 registers
         text=flite_t5_config(),                                               # report: T5-v1.1-XXL, hidden_states[-8], 512 tokens
         latents=LatentConfig(kind='flux_vae'),                                # report: Flux VAE (16 ch, 8x)
-        data=DataConfig(source='folder', path='data/train.jsonl'),           # yours: 80M images in the report (not public)
+        data=DataConfig(path='data/train-{000000..009999}.tar', num_workers=8),   # yours (80M images in the report, not public); index once
         timesteps=TimestepConfig(sampler='logit_normal', shift='flite', base_size=32, uniform_mix=0.1),  # release
         optim=OptimConfig(mup=True, base_width=256, weight_decay=0.0),        # report: μP; base width: guess
         schedule=ScheduleConfig(decay=0.2, decay_kind='linear'),              # report: WSD with cool-downs; fraction: guess
@@ -340,17 +357,18 @@ def check_before_loading(cfg: TrainConfig, world: int):
         if st.batch_size % (mb * world):
             raise ConfigError(f"stage {st.name!r}: batch_size {st.batch_size} does not split over {world} ranks x micro_batch {mb}; "
                               f"use a multiple of {mb * world}")
-        if st.source and not Path(st.source).exists(): raise ConfigError(f"stage {st.name!r}: source {st.source} does not exist")
-    if cfg.data.source == 'folder' and not Path(cfg.data.path).exists():
-        raise ConfigError(f"data.path {cfg.data.path} does not exist")
-    if cfg.data.val_path and not Path(cfg.data.val_path).exists(): raise ConfigError(f"data.val_path {cfg.data.val_path} does not exist")
+        if st.source:
+            try: infer_source(st.source)
+            except ConfigError as e: raise ConfigError(f"stage {st.name!r}: source: {e}") from None
+    cfg.data.kind   # a data.path that does not exist, or is no known kind of data, stops here
+    if cfg.data.val_path: infer_source(cfg.data.val_path)
 
 # %% ../nbs/44_recipes.ipynb #23b5afcd
 def config_summary(cfg: TrainConfig, out: str | Path | None = None) -> str:
     "A few lines on what a run will do; the full config is saved as `config.json`."
     m, t = cfg.model, cfg.timesteps
     lines = [f"recipe {cfg.recipe}: {m.depth} blocks x {m.dim} wide, {m.heads} heads, patch {m.patch}, {m.n_registers} registers; "
-             f"text {cfg.text.name} layer {cfg.text.layer}; latents {cfg.latents.kind}; data {cfg.data.source} {cfg.data.path}".rstrip()]
+             f"text {cfg.text.name} layer {cfg.text.layer}; latents {cfg.latents.kind}; data {cfg.data.path or 'OpenMoji'}{'' if cfg.data.source == 'auto' else f' ({cfg.data.source})'}".rstrip()]
     lines += [f"  stage {i} {s.name!r} ({s.kind}): {s.steps} steps at {s.resolution[0]}x{s.resolution[1]}{' in buckets' if s.buckets else ''}, "
               f"batch {s.batch_size}, lr {s.lr:g}, seq_drop {s.seq_drop}" for i, s in enumerate(cfg.stages)]
     lines.append(f"  timesteps {t.sampler} + {t.shift} shift; AdamW{' with muP' if cfg.optim.mup else ''}, clip {cfg.optim.grad_clip}; "

@@ -27,8 +27,9 @@ from .model import FLiteDiT, patchify, gather_tokens
 from .text import TextEncoder, TextCache, TextStates
 from .latents import make_latent_space
 from .data import OpenMojiScenes, ImageDataConfig, ImageCaptionDataset, make_buckets, collate, show_samples, glyph_phrase
-from .optim import wsd, make_optimizer, set_lr, EMA, mup_init_model
-from .order import generator_for, draw_timesteps, GlobalOrder, slot_range, per_sample_draws
+from .sources import open_images, infer_source
+from .optim import wsd, trainable_names, make_optimizer, set_lr, EMA, mup_init_model
+from .order import generator_for, draw_timesteps, GlobalOrder, StepBatches, slot_range, per_sample_draws
 from .recipes import TrainConfig, StageConfig, StageKind, register_stage_kind, get_stage_kind, config_summary, check_before_loading
 from .distributed import setup_distributed, parallelize, grad_sync, clip_grad_norm, StopFlag, barrier, RunLogger
 from .checkpoint import (full_state, save_checkpoint, latest_checkpoint, load_checkpoint, init_weights, weights_file, write_pipeline,
@@ -111,7 +112,7 @@ class Trainer:
         if resume: self.resume()
         elif cfg.init_from: self.say(f"initialised from {self.init_source}")
         if self.main: save_config(self.cfg, self.out / 'config.json')
-        self._stage_idx, self._val = None, None
+        self._stage_idx, self._val, self._batches, self.data_wait = None, {}, None, 0.0
 
 # %% ../nbs/47_training.ipynb #4fa7a1e2
 @patch
@@ -159,16 +160,19 @@ def stage_at(self: Trainer, step: int) -> tuple[int, int]:
 
 @patch
 def base_dataset(self: Trainer, stage: StageConfig, split: str = 'train'):
-    "The run's data (or the stage's own `source`) at the stage's resolution, in buckets if the stage asks."
-    cfg = self.cfg
+    "The run's data (or the stage's own `source`) at the stage's resolution, in buckets if the stage asks; 'val' = held-out images."
+    cfg, d = self.cfg, self.cfg.data
     buckets = make_buckets((stage.resolution[0] // cfg.unit) * (stage.resolution[1] // cfg.unit), unit=cfg.unit) if stage.buckets else None
-    if stage.source or cfg.data.source == 'folder':
-        path = stage.source or (cfg.data.val_path if split == 'val' and cfg.data.val_path else cfg.data.path)
-        d = cfg.data
-        return ImageCaptionDataset(ImageDataConfig(path=path, size=tuple(stage.resolution), buckets=buckets, caption_key=d.caption_key,
-                                                   max_aspect=d.max_aspect, max_bad_frac=d.max_bad_frac))
-    return OpenMojiScenes(replace(cfg.data.openmoji, split=split, size=tuple(stage.resolution), buckets=buckets,
-                                  length=cfg.data.openmoji.length if split == 'train' else max(cfg.val.n_samples, 1)))
+    if not stage.source and d.kind == 'openmoji':
+        return OpenMojiScenes(replace(d.openmoji, split=split, size=tuple(stage.resolution), buckets=buckets,
+                                      length=d.openmoji.length if split == 'train' else max(cfg.val.n_samples, 1)))
+    hold = stage.source or not d.val_path   # validation images come out of this data: val.n_samples held out by hash
+    icfg = ImageDataConfig(path=d.val_path if split == 'val' and not hold else (stage.source or d.path), size=tuple(stage.resolution),
+                           buckets=buckets, caption_key=d.caption_key, max_aspect=d.max_aspect, max_bad_frac=d.max_bad_frac,
+                           split=split if hold else 'all', holdout=cfg.val.n_samples if hold else 0)
+    if self.main: ds = open_images(icfg, say=self.say)   # rank 0 indexes new data once; the others then read its index
+    barrier()
+    return ds if self.main else open_images(icfg, write_index=False, say=lambda *a: None)
 
 @patch
 def stage_dataset(self: Trainer, stage: StageConfig):
@@ -181,12 +185,24 @@ def enter_stage(self: Trainer, i: int):
     "Build stage `i`'s data, global order and micro-batch split."
     st = self.cfg.stages[i]
     self.ds = self.stage_dataset(st)
-    self.order = GlobalOrder([self.ds.target_size(j) for j in range(len(self.ds))], st.batch_size, self.cfg.seed, i)
+    held = getattr(getattr(self.ds, 'base', self.ds), 'n_usable', len(self.ds)) - len(getattr(self.ds, 'base', self.ds))
+    if len(self.ds) < st.batch_size:
+        raise ConfigError(f"stage {st.name!r}: the training data has {len(self.ds)} samples"
+                          f"{f' ({held} held out for validation; data.val_path gives your own)' if held > 0 else ''}, "
+                          f"fewer than one global batch of {st.batch_size}: lower batch_size or add data")
+    self.order = GlobalOrder([self.ds.target_size(j) for j in range(len(self.ds))], st.batch_size, self.cfg.seed, i,
+                             groups=getattr(self.ds, 'groups', None), window=self.cfg.data.shard_window)   # shards: read in windows
     mb = st.micro_batch or st.batch_size // self.world
     if st.batch_size % (mb * self.world):
         raise ConfigError(f"stage {st.name!r}: batch_size {st.batch_size} is not a multiple of micro_batch {mb} x {self.world} ranks")
     self.micro, self.accum = mb, st.batch_size // (mb * self.world)
-    self._stage_idx = i
+    self._stage_idx, self._batches = i, None
+    keep = trainable_names(self.model, st.trainable)
+    self.frozen = [p for n, p in self.model.named_parameters() if n not in keep]   # their gradients are dropped in end_step
+    if self.frozen:
+        n_keep = sum(p.numel() for n, p in self.model.named_parameters() if n in keep)
+        self.say(f"stage {i} trains {st.trainable}: {human(n_keep)} of {human(count_params(self.model))} parameters "
+                 f"({n_keep / count_params(self.model):.1%}; FiTv2's post-training: 14.15%)")
     self.report_data(first=True)
     self.say(f"stage {i} '{st.name}': {st.steps} steps at {st.resolution[0]}x{st.resolution[1]}"
              f"{' (buckets)' if st.buckets else ''}, global batch {st.batch_size} = {self.world} ranks x {mb} x {self.accum} accumulation, "
@@ -194,12 +210,15 @@ def enter_stage(self: Trainer, i: int):
 
 # %% ../nbs/47_training.ipynb #61eb5797
 @patch
-def report_data(self: Trainer, first: bool = False) -> dict:
-    "Print the stage's data summary (`first`), append new bad files to bad_samples.jsonl; the counters to log."
-    ds = getattr(self.ds, 'base', self.ds)
+def report_data(self: Trainer, first: bool = False, ds=None, show: bool = True) -> dict:
+    "Print the data summary of the stage (or of `ds`) when `first` (and `show`), append new bad files to bad_samples.jsonl; the counters to log."
+    ds = ds if ds is not None else self.ds
+    ds = getattr(ds, 'base', ds)
     if not hasattr(ds, 'bad'): return {}
-    if first: self.say(ds.summary())
+    if first and show: self.say(ds.summary())
     new, ds.new_bad = ds.new_bad, []
+    seen = self.__dict__.setdefault('_reported', set())   # a file met by the training and the validation data is listed once
+    new = [b for b in new if b not in seen]; seen.update(new)
     if new and (self.main or not first):   # found at start: the same on every rank, rank 0 writes them; found while loading: each rank
         with open(self.out / 'bad_samples.jsonl', 'a') as f:
             for path, why in new: f.write(json.dumps(dict(path=path, reason=why, step=self.step, rank=self.rank)) + '\n')
@@ -213,18 +232,36 @@ def begin_step(self: Trainer, i: int, local: int) -> tuple[list[int], torch.Tens
     set_lr(self.opt, st.lr * wsd(local, st.steps, st.warmup, cfg.schedule.warmup_start, cfg.schedule.decay,
                                  cfg.schedule.decay_kind, cfg.schedule.final,
                                  cfg.schedule.decay_start if i == len(cfg.stages) - 1 else None))
-    idx = self.order.batch(local)
+    idx = self._step_idx = self.order.batch(local)
+    self._at = (i, local)
     hw0 = self.ds.target_size(idx[0])
     lat_hw = (hw0[0] // self.space.downsample, hw0[1] // self.space.downsample)
     return idx, draw_timesteps(cfg.timesteps, st.batch_size, lat_hw, generator_for(cfg.seed, 'time', i, local))
 
 @patch
+def loader(self: Trainer, i: int, local: int):
+    "An iterator over this rank's micro-batches from step `local` of stage `i` on, decoded by `data.num_workers` worker processes."
+    st, nw = self.cfg.stages[i], self.cfg.data.num_workers
+    dl = torch.utils.data.DataLoader(self.ds, batch_sampler=StepBatches(self.order, local, st.steps, self.rank, self.world, self.micro, self.accum),
+                                     num_workers=nw, collate_fn=list, pin_memory=self.device.type == 'cuda', prefetch_factor=4 if nw else None)
+    return iter(dl)
+
+@patch
 def micro_batches(self: Trainer, idx: list[int]):
     "This rank's (slots, samples) of each accumulation micro-step, gradients synchronised on the last one only."
+    from_loader = idx is getattr(self, '_step_idx', None)   # the step's own batch: from the loader; any other list: read here
+    if from_loader and (self._batches is None or self._batches[0] != self._at):
+        self._batches = (self._at, self.loader(*self._at))   # a new stage, a resume, or a kind that skipped a step
     for a in range(self.accum):
         slots = slot_range(self.rank, self.world, self.micro, a)
+        t0 = time.perf_counter()
+        items = next(self._batches[1]) if from_loader else [self.ds[idx[j]] for j in slots]
+        self.data_wait += time.perf_counter() - t0
+        if from_loader and self.cfg.data.num_workers: getattr(getattr(self.ds, 'base', self.ds), 'absorb', lambda x: None)(items)   # workers' bad files
         with grad_sync(self.wrapped, self.strategy, a == self.accum - 1):
-            yield slots, [self.ds[idx[j]] for j in slots]
+            yield slots, items
+    if from_loader: self._batches = ((self._at[0], self._at[1] + 1), self._batches[1])
+
 
 # %% ../nbs/47_training.ipynb #c5b8cafc
 @patch
@@ -240,6 +277,7 @@ def draws(self: Trainer, i: int, local: int, slots: range, x: torch.Tensor, capt
 @patch
 def end_step(self: Trainer, total: torch.Tensor) -> dict:
     "Clip, step AdamW and update the EMA unless the loss or grad norm is non-finite (then skip); loss, grad norm, lr, skipped."
+    for p in getattr(self, 'frozen', []): p.grad = None   # a BitFit stage: no update, decay or moment for the rest
     gn = clip_grad_norm(self.model, self.cfg.optim.grad_clip)
     if self.world > 1: dist.all_reduce(total); total /= self.world
     finite = bool(torch.isfinite(gn) & torch.isfinite(total))   # the one host sync a step keeps: never apply a NaN update
@@ -276,21 +314,26 @@ register_stage_kind(Pretrain());
 
 # %% ../nbs/47_training.ipynb #b80a6c4d
 @patch
-def val_data(self: Trainer) -> dict:
-    "The held-out latents, fixed noise, text states and sample prompts (built once)."
-    if self._val is not None: return self._val
-    cfg, st = self.cfg, self.cfg.stages[-1]
+def val_data(self: Trainer, i: int | None = None) -> dict:
+    "Stage `i`'s (default: the current stage's) held-out latents at its resolution, fixed noise, text states and prompts (built once)."
+    i = self._stage_idx if i is None else i
+    i = len(self.cfg.stages) - 1 if i is None else i
+    if i in self._val: return self._val[i]
+    cfg, st = self.cfg, self.cfg.stages[i]
     vs = replace(get_stage_kind(st.kind).val_stage(st), buckets=False)
     ds = self.base_dataset(vs, 'val')
-    n = min(cfg.val.n_samples, len(ds))
-    idx = range(len(ds) - n, len(ds)) if cfg.data.source == 'folder' and not cfg.data.val_path else range(n)
-    b = collate([ds[j] for j in idx])
+    if isinstance(ds, ImageCaptionDataset) and ds.cfg.split == 'val':
+        self.say(f"validation: {len(ds)} images held out of {ds.cfg.path} by a hash of their paths (data.val_path gives your own)")
+    held = isinstance(ds, ImageCaptionDataset) and ds.cfg.split == 'val'
+    if held: ds.new_bad = []   # files skipped at start are the training data's, reported with it
+    b = collate([ds[j] for j in range(min(cfg.val.n_samples, len(ds)))])
+    if isinstance(ds, ImageCaptionDataset): self.report_data(first=True, ds=ds, show=not held)   # data.val_path: its summary; bad files
     x = self.space.encode(b['image'].to(self.device))
     eps = torch.randn(x.shape, generator=generator_for(cfg.val.seed, 'val-noise')).to(self.device)
     prompts = cfg.val.prompts or self.default_prompts()
-    self._val = dict(x=x, eps=eps, text=self.text(b['caption'], device=self.device), prompts=prompts,
-                     ptext=self.text(prompts, device=self.device), shape=tuple(x.shape[1:]))
-    return self._val
+    self._val[i] = dict(x=x, eps=eps, text=self.text(b['caption'], device=self.device), prompts=prompts, stage=st.name,
+                        ptext=self.text(prompts, device=self.device), shape=tuple(x.shape[1:]))
+    return self._val[i]
 
 # %% ../nbs/47_training.ipynb #3c726be1
 @patch
@@ -307,18 +350,20 @@ def default_prompts(self: Trainer) -> list[str]:
             ps += [f"{glyph_phrase(a)} on the left and {glyph_phrase(b)} on the right, on a yellow background",
                    f"{glyph_phrase(ds.seen[2])} in the center, on a dark blue background"]
         return ps[:n]
-    return [ds[j]['caption'] for j in range(min(n, len(ds)))]
+    caps = [c for _, c in ds.records] if hasattr(ds, 'records') else [ds[j]['caption'] for j in range(min(4 * n, len(ds)))]
+    return [c for c in caps if c][:n] or ['']   # empty captions make no prompt
 
 # %% ../nbs/47_training.ipynb #48506506
 @patch
 def validate(self: Trainer) -> dict:
-    "Validation loss at the fixed timesteps, of the weights and of the EMA (`val/...`, `val_ema/...`)."
+    "Validation loss at the current stage's resolution and fixed timesteps, of the weights and the EMA (`val/...`, `val_ema/...`, and per stage)."
     v, cfg, model = self.val_data(), self.cfg, self.model
     ts = fixed_timesteps(cfg.val.n_timesteps)
     run = lambda: validation_loss(model, v['x'], v['eps'], v['text'], ts, cfg.val.batch_size, self.amp, self.rank, self.world)
     out = {f'val/{k}': x for k, x in run().items()}
     if self.ema is not None:
         with self.ema.applied(model): out.update({f'val_ema/{k}': x for k, x in run().items()})
+    out.update({f"{k.split('/')[0]}/{v['stage']}/loss": x for k, x in out.items() if k.endswith('/loss')})   # e.g. val/256px/loss
     return out
 
 @patch
@@ -406,8 +451,10 @@ def fit(self: Trainer) -> dict:
         while self.step < limit:
             i, local = self.stage_at(self.step)
             if i != self._stage_idx: self.enter_stage(i)
+            t_step, self.data_wait = time.perf_counter(), 0.0
             m = self.train_step(i, local)
             self.step += 1; n_img += cfg.stages[i].batch_size
+            m.update(data_wait_s=self.data_wait, data_wait_frac=self.data_wait / max(time.perf_counter() - t_step, 1e-9))
             self.guard(m)
             m.update(images_per_s=n_img / (time.perf_counter() - self.t0), stage=i, skipped=self.skipped)
             end, logged = self.step == total, every(cfg.log_every) or self.step == total
@@ -426,6 +473,6 @@ def fit(self: Trainer) -> dict:
                 stopped = True
                 break
     finally:
-        self.log.close()
+        self.log.close(); self._batches = None   # ends the loader's worker processes
     return dict(step=self.step, stopped=stopped, signal=self.stop.signal if stopped else None,
                 **{k: float(v) if isinstance(v, torch.Tensor) else v for k, v in last.items()})

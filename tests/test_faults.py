@@ -212,7 +212,8 @@ def test_bad_data_is_counted_exactly(tmp_path):
     data, out = tmp_path / 'data', tmp_path / 'run'
     _bad_folder(data)
     env = {k: v for k, v in ENV.items() if k != 'PYTHONWARNINGS'}
-    r = train(MICRO + ['stages.0.steps=2', 'data.source=folder', f'data.path={data}', 'val.n_samples=8', 'checkpoint.every=0'], out, env=env)
+    r = train(MICRO + ['stages.0.steps=2', 'data.source=folder', f'data.path={data}', f'data.val_path={data}', 'val.n_samples=8',
+                       'checkpoint.every=0'], out, env=env)   # validation on the same files: all 8 usable ones train
     assert r.returncode == 0, r.stderr[-3000:]
     assert ('10 files, 8 usable, 2 skipped (1 unreadable, 1 extreme_aspect); captions: 1 missing, 0 empty, 1 invalid UTF-8'
             in r.stdout), r.stdout[-3000:]
