@@ -471,9 +471,14 @@ def _split(self: ImageCaptionDataset, keep: list[tuple]):
     if cfg.holdout and cfg.split != 'all':
         n = min(cfg.holdout, max(1, int(len(keep) * cfg.max_holdout_frac)))
         if n >= len(keep): raise ConfigError(f"{cfg.path}: {len(keep)} usable image(s) cannot spare {n} for validation; give data.val_path")
-        val = set(sorted(range(len(keep)), key=lambda j: _h('holdout', keep[j][0]))[:n])
+        val = set(sorted(range(len(keep)), key=lambda j: _h('holdout', self.hold_key(keep[j][0])))[:n])
         keep = [r for j, r in enumerate(keep) if (j in val) == (cfg.split == 'val')]
     self.records, self._hw = [(p, c) for p, c, _ in keep], [hw for _, _, hw in keep]
+
+@patch
+def hold_key(self: ImageCaptionDataset, path: str) -> str:
+    "What the hold-out hashes for record `path`: the path itself (precomputed latents map back to their image's)."
+    return path
 
 # %% ../nbs/32_data.ipynb #13fa89b4
 @patch
@@ -542,12 +547,13 @@ def absorb(self: ImageCaptionDataset, items: list[dict]):
 
 # %% ../nbs/32_data.ipynb #a6a04658
 def collate(batch: list[dict]) -> dict:
-    "Stack same-shape images; keep captions, keys, scenes and issues as lists."
-    shapes = {tuple(b['image'].shape) for b in batch}
-    if len(shapes) > 1: raise ValueError(f"images in a batch differ in shape {sorted(shapes)}: use a bucket sampler or pad_collate")
-    out = dict(image=torch.stack([b['image'] for b in batch]))
+    "Stack same-shape images (or precomputed latents); keep captions, keys, scenes, text states and issues as lists."
+    x = 'image' if 'image' in batch[0] else 'latent'
+    shapes = {tuple(b[x].shape) for b in batch}
+    if len(shapes) > 1: raise ValueError(f"{x}s in a batch differ in shape {sorted(shapes)}: use a bucket sampler or pad_collate")
+    out = {x: torch.stack([b[x] for b in batch])}
     for k in batch[0]:
-        if k != 'image': out[k] = [b[k] for b in batch]
+        if k != x: out[k] = [b[k] for b in batch]
     return out
 
 class LoaderStats(Counter):

@@ -43,6 +43,7 @@ class GlobalOrder:
         if len(sizes) < global_batch: raise ConfigError(f"the data set has {len(sizes)} samples, fewer than one global batch of {global_batch}")
         self.sizes, self.G, self.seed, self.stage = [tuple(s) for s in sizes], global_batch, seed, stage
         self.bucketed = len(set(self.sizes)) > 1
+        if groups is not None and len(set(groups)) <= window: groups = None   # one window holding every shard: a full permutation
         self.groups, self.window = (list(groups) if groups is not None else None), window   # shards: see below
         self._epoch, self._batches = None, None
 

@@ -135,7 +135,7 @@ class StageConfig:
 @dataclass
 class DataConfig:
     "Where the images come from."
-    source: Literal['auto', 'openmoji', 'folder', 'manifest', 'shards'] = 'auto'   # 'auto': what data.path is ('' = OpenMoji)
+    source: Literal['auto', 'openmoji', 'folder', 'manifest', 'shards', 'latents'] = 'auto'   # 'auto': what data.path is ('' = OpenMoji)
     openmoji: OpenMojiConfig = field(default_factory=OpenMojiConfig)
     path: str = ''                   # a folder (images + same-name .txt), a .csv/.jsonl manifest, or tar shards (chapter 33)
     val_path: str = ''               # held-out images ('' = val.n_samples (at most 10%) held out of data.path by hash)
@@ -152,7 +152,7 @@ class DataConfig:
         if self.source == 'openmoji' and self.path:
             raise ConfigError(f"data.path={self.path!r} is set but data.source='openmoji' would ignore it: drop data.source (it is "
                               f"inferred from the path) or name the path's kind (folder, manifest, shards)")
-        if self.source in ('folder', 'manifest', 'shards') and not self.path:
+        if self.source in ('folder', 'manifest', 'shards', 'latents') and not self.path:
             raise ConfigError(f"data.source={self.source!r} needs data.path (a folder of images + .txt captions, a .csv/.jsonl manifest, "
                               f"or tar shards such as data/train-{{000000..000099}}.tar)")
 

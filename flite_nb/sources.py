@@ -9,8 +9,9 @@ from collections import OrderedDict
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['SOURCES', 'MANIFEST_EXTS', 'INDEX_NAME', 'IMAGE_MEMBERS', 'infer_source', 'expand_shards', 'index_locations',
-           'read_index', 'write_index', 'file_rows', 'shard_entry', 'shard_rows', 'ShardDataset', 'open_images', 'main']
+__all__ = ['SOURCES', 'LATENTS_META', 'MANIFEST_EXTS', 'INDEX_NAME', 'IMAGE_MEMBERS', 'infer_source', 'expand_shards',
+           'index_locations', 'read_index', 'write_index', 'file_rows', 'shard_entry', 'shard_rows', 'ShardDataset',
+           'LatentShards', 'open_images', 'main']
 
 # %% ../nbs/33_sources.ipynb #e7f156d1
 from PIL import Image
@@ -22,13 +23,14 @@ from .data import (ImageDataConfig, ImageCaptionDataset, BadImage, IMAGE_EXTS, i
                            OpenMojiScenes, render_scene)
 
 # %% ../nbs/33_sources.ipynb #fd1c4da0
-SOURCES = ('openmoji', 'folder', 'manifest', 'shards')
+SOURCES = ('openmoji', 'folder', 'manifest', 'shards', 'latents')
+LATENTS_META = 'latents_meta.json'   # written last by `python -m flite_nb.precompute` (chapter 48)
 MANIFEST_EXTS = ('.csv', '.jsonl', '.json')
 
 def _shard_spec(path: str) -> bool: return any(ch in path for ch in '{*?[,') or path.endswith('.tar')
 
 def infer_source(path: str) -> str:
-    "'openmoji' for no path; 'shards' for tar patterns, lists or a folder of .tar; 'manifest' for .csv/.jsonl; 'folder' for images."
+    "'openmoji' for no path; 'latents' for a precompute folder; 'shards' for tar patterns, lists or a folder of .tar; 'manifest'; 'folder'."
     if not path: return 'openmoji'
     p = Path(path)
     if _shard_spec(path) and not p.is_dir(): return 'shards'
@@ -36,6 +38,9 @@ def infer_source(path: str) -> str:
     if p.is_file():
         if p.suffix in MANIFEST_EXTS: return 'manifest'
         raise ConfigError(f"data.path {path} is a file, but not a .csv/.jsonl manifest or a .tar shard")
+    if (p / LATENTS_META).exists(): return 'latents'
+    if next(p.glob('latents-*.tar'), None) is not None:
+        raise ConfigError(f"{path} holds latent shards but no {LATENTS_META}: the precompute did not finish; run it again to complete it")
     has_img = any(q.suffix.lower() in IMAGE_EXTS for q in p.iterdir())
     return 'shards' if not has_img and next(p.glob('*.tar'), None) is not None else 'folder'
 
@@ -145,14 +150,16 @@ def _sample_row(s: dict) -> list:
         raw = s['.txt'].getvalue()
         try: cap = raw.decode('utf-8')
         except UnicodeDecodeError: cap, issue = raw.decode('utf-8', errors='replace'), 'invalid_utf8'
-    ext = next((e for e in IMAGE_MEMBERS if e in s), None)
-    if ext is None: return [s['__key__'], cap, issue, 0, 0]
-    if isinstance(meta, dict) and 'width' in meta and 'height' in meta: return [s['__key__'], cap, issue, int(meta['height']), int(meta['width'])]
-    if isinstance(meta, dict) and isinstance(meta.get('size'), list): return [s['__key__'], cap, issue, *map(int, meta['size'][:2])]
+    key = meta.get('key', s['__key__']) if isinstance(meta, dict) else s['__key__']   # precomputed latents name their image
+    ext = next((e for e in IMAGE_MEMBERS + ('.safetensors',) if e in s), None)
+    if ext is None: return [key, cap, issue, 0, 0]
+    if isinstance(meta, dict) and 'width' in meta and 'height' in meta: return [key, cap, issue, int(meta['height']), int(meta['width'])]
+    if isinstance(meta, dict) and isinstance(meta.get('size'), list): return [key, cap, issue, *map(int, meta['size'][:2])]
+    if ext == '.safetensors': return [key, cap, issue, 0, 0]   # a latent without its size cannot be bucketed
     try:
         with Image.open(s[ext]) as im: w, h = im.size
-    except Exception: return [s['__key__'], cap, issue, 0, 0]
-    return [s['__key__'], cap, issue, h, w]
+    except Exception: return [key, cap, issue, 0, 0]
+    return [key, cap, issue, h, w]
 
 def shard_entry(path: str) -> dict:
     "One index line for a shard: its stamp and rows, or the error that makes the whole shard unreadable."
@@ -204,8 +211,8 @@ class ShardDataset(ImageCaptionDataset):
 
 # %% ../nbs/33_sources.ipynb #c808617b
 @patch
-def _read(self: ShardDataset, path: str) -> bytes:
-    "The image bytes of record `path` ('shard.tar::j'), through an LRU of open shards."
+def _sample(self: ShardDataset, path: str) -> dict:
+    "The members of record `path` ('shard.tar::j'), through an LRU of open shards; any failure is a `BadImage`."
     shard, j = path.rsplit('::', 1)
     try:
         t = self._open.get(shard)
@@ -213,19 +220,54 @@ def _read(self: ShardDataset, path: str) -> bytes:
             t = self._open[shard] = _open_tar(shard)
             if len(self._open) > self.lru: self._open.popitem(last=False)[1].close()
         self._open.move_to_end(shard)
-        s = t[int(j)]
-        return s[next(e for e in IMAGE_MEMBERS if e in s)].getvalue()
+        return t[int(j)]
     except Exception as e: raise BadImage(f"{path}: {type(e).__name__}: {e}") from None
 
+@patch
+def _read(self: ShardDataset, path: str) -> bytes:
+    "The image bytes of record `path`."
+    s = self._sample(path)
+    ext = next((e for e in IMAGE_MEMBERS if e in s), None)
+    if ext is None: raise BadImage(f"{path}: no image member")
+    return s[ext].getvalue()
+
+# %% ../nbs/33_sources.ipynb #5b215d90
+class LatentShards(ShardDataset):
+    "Precomputed latents (and text states) by random access; records, sizes and hold-out as the images they were made from."
+    def __init__(self, cfg: ImageDataConfig, meta: dict, shards: list[str], entries: dict, lru: int = 16):
+        self.meta = meta
+        self._orig = {f'{s}::{j}': r[0] for s in shards for j, r in enumerate(entries[s]['rows'])}
+        super().__init__(cfg, shards, entries, lru)
+
+    def hold_key(self, path: str) -> str: return self._orig.get(path, path)
+    def target_size(self, i: int) -> tuple[int, int]: return tuple(self._hw[i])   # fixed when the latents were made
+
+# %% ../nbs/33_sources.ipynb #ce838db3
+@patch
+def __getitem__(self: LatentShards, i: int) -> dict:
+    "Sample i: `latent`, `text` (stored context and mask, when precomputed), caption and key; a damaged payload is replaced."
+    from safetensors.torch import load
+    skipped = []
+    for j in range(len(self)):
+        path, cap = self.records[(i + j) % len(self)]
+        if path in self.bad: continue
+        try: d = load(self._sample(path)['.safetensors'].getvalue())
+        except Exception: self._skip(path, 'undecodable', warn=True); skipped.append(f'skipped:undecodable:{path}'); continue
+        out = dict(latent=d['latent'], caption=cap, key=self.hold_key(path),
+                   issues=([f'replaced:{self.records[i][0]}'] if j else []) + skipped + ([] if cap else ['empty_caption']))
+        if 'context' in d: out['text'] = (d['context'], d['context_mask'].bool())
+        return out
+    raise ConfigError(f"every latent in {self.cfg.path} failed to load ({self._reasons()})")
 
 # %% ../nbs/33_sources.ipynb #d9ac337e
 def open_images(cfg: ImageDataConfig, source: str = '', write_index: bool = True, say=print) -> ImageCaptionDataset:
-    "The captioned images at `cfg.path` (folder, manifest or shards), from a current index, else indexed now (and written)."
+    "The captioned images (or precomputed latents) at `cfg.path`, from a current index, else indexed now (and written)."
     source = source or infer_source(cfg.path)
     if source == 'shards': return ShardDataset(cfg, *shard_rows(cfg.path, write_index, say=say))
+    if source == 'latents': return LatentShards(cfg, json.loads((Path(cfg.path) / LATENTS_META).read_text()),
+                                                *shard_rows(str(Path(cfg.path) / 'latents-*.tar'), write_index, say=say))
     if source not in ('folder', 'manifest'): raise ConfigError(f"open_images reads folders, manifests and shards, not {source!r}")
     return ImageCaptionDataset(cfg, rows=file_rows(cfg, write_index, say=say))
-
 
 # %% ../nbs/33_sources.ipynb #11cd604a
 def main(argv: list[str] | None = None) -> int:

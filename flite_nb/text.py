@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 # %% auto #0
 __all__ = ['TextEncoderConfig', 'flite_t5_config', 'minilm_path', 'resolve_layer', 'layer_list', 'final_norm', 'truncate_encoder',
-           'TextEncoder', 'drop_mask', 'TextCache', 'precompute_text', 'TextStates']
+           'TextEncoder', 'drop_mask', 'TextCache', 'precompute_text', 'stack_states', 'TextStates', 'StoredText']
 
 # %% ../nbs/30_text.ipynb #297eeaf8
 import torch
@@ -286,6 +286,13 @@ def precompute_text(encoder: TextEncoder, captions: list[str], folder: str | Pat
     for i in range(0, len(caps), shard_size): cache.add(caps[i:i + shard_size])
     return cache
 
+# %% ../nbs/30_text.ipynb #e6a5654f
+def stack_states(states: list[tuple[torch.Tensor, torch.Tensor]]) -> dict:
+    "Per-caption (context (S_i, C), mask (S_i,)) padded to the longest and stacked: `context` (B, S, C), `context_mask` (B, S)."
+    S = max(c.shape[0] for c, _ in states)
+    return dict(context=torch.stack([nn.functional.pad(c, (0, 0, 0, S - c.shape[0])) for c, _ in states]),
+                context_mask=torch.stack([nn.functional.pad(m, (0, S - m.shape[0])) for _, m in states]))
+
 # %% ../nbs/30_text.ipynb #431e04fe
 class TextStates:
     "Captions -> (context, mask) through a `TextCache`, with per-sample caption dropout; an LRU of recent captions in memory."
@@ -303,9 +310,34 @@ class TextStates:
     def __call__(self, captions: list[str], dropped: torch.Tensor | None = None, device=None) -> dict:
         todo = [c for c in dict.fromkeys(captions) if c not in self.mem and c not in self.cache]
         if todo: self.cache.add(todo)                       # one encoder call for all new captions of the batch
-        ctx, masks = zip(*(self._one(c) for c in captions))
-        S = max(x.shape[0] for x in ctx)
-        out = dict(context=torch.stack([nn.functional.pad(x, (0, 0, 0, S - x.shape[0])) for x in ctx]),
-                   context_mask=torch.stack([nn.functional.pad(m, (0, S - m.shape[0])) for m in masks]))
+        out = stack_states([self._one(c) for c in captions])
         if dropped is not None and dropped.any(): out = self.encoder.apply_null(out, dropped)
+        return {k: v.to(device) for k, v in out.items()}
+
+# %% ../nbs/30_text.ipynb #e7e7fd7d
+class StoredText:
+    "The null condition of a text encoder, stored once: `null` and `apply_null` as `TextEncoder`'s, without loading it."
+    def __init__(self, context: torch.Tensor, mask: torch.Tensor):
+        self.context, self.mask, self.width = context, mask.bool(), context.shape[-1]   # (S0, C) and (S0,)
+
+    def null(self, batch_size: int, seq_len: int | None = None) -> dict:
+        "The stored null condition, padded to `seq_len` (zeros, masked out) and repeated `batch_size` times."
+        S = seq_len or self.context.shape[0]
+        if S < self.context.shape[0]: raise ValueError(f"seq_len={S} is shorter than the stored null condition ({self.context.shape[0]})")
+        out = stack_states([(self.context, self.mask)] * batch_size)
+        return dict(context=nn.functional.pad(out['context'], (0, 0, 0, S - out['context'].shape[1])),
+                    context_mask=nn.functional.pad(out['context_mask'], (0, S - out['context_mask'].shape[1])))
+
+    @classmethod
+    def of(cls, encoder: TextEncoder) -> 'StoredText':
+        "The null condition of `encoder` at its shortest: the empty prompt's tokens, or one zero position."
+        n = encoder.encode(['']) if encoder.cfg.null == 'empty' else encoder.null(1)
+        return cls(n['context'][0].cpu(), n['context_mask'][0].cpu())
+
+    apply_null = TextEncoder.apply_null
+
+    def __call__(self, states: list[tuple[torch.Tensor, torch.Tensor]], dropped: torch.Tensor | None = None, device=None) -> dict:
+        "Stored per-caption states stacked, with caption dropout applied: what `TextStates` returns for the same captions."
+        out = stack_states(states)
+        if dropped is not None and dropped.any(): out = self.apply_null(out, dropped)
         return {k: v.to(device) for k, v in out.items()}

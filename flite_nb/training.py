@@ -6,11 +6,11 @@
 from __future__ import annotations
 import contextlib, json, os, shutil, sys, time
 from collections import OrderedDict
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['batch_loss', 'sample_images', 'build_model', 'NonFiniteError', 'Trainer', 'Pretrain']
+__all__ = ['batch_loss', 'sample_images', 'build_model', 'NonFiniteError', 'Trainer', 'stored_text', 'Pretrain']
 
 # %% ../nbs/47_training.ipynb #87f11865
 import torch
@@ -24,10 +24,10 @@ from .core import ConfigError, save_config, show_config, autocast_dtype, seed_ev
 from .flow import interpolate, velocity_target, flow_loss, sample_euler, cfg_combine, fixed_timesteps, validation_loss
 from .timesteps import grid_from_config
 from .model import FLiteDiT, patchify, gather_tokens
-from .text import TextEncoder, TextCache, TextStates
+from .text import TextEncoder, TextCache, TextStates, StoredText
 from .latents import make_latent_space
 from .data import OpenMojiScenes, ImageDataConfig, ImageCaptionDataset, make_buckets, collate, show_samples, glyph_phrase
-from .sources import open_images, infer_source
+from .sources import open_images, infer_source, LatentShards, LATENTS_META
 from .optim import wsd, trainable_names, make_optimizer, set_lr, EMA, mup_init_model
 from .order import generator_for, draw_timesteps, GlobalOrder, StepBatches, slot_range, per_sample_draws
 from .recipes import TrainConfig, StageConfig, StageKind, register_stage_kind, get_stage_kind, config_summary, check_before_loading
@@ -117,13 +117,13 @@ class Trainer:
 # %% ../nbs/47_training.ipynb #4fa7a1e2
 @patch
 def build(self: Trainer, init: bool = False):
-    "Text encoder and states, latent space, model (from `init_from` when `init`), parallel wrapper, AdamW and EMA."
+    "Text encoder and latent space (or the stored null of precomputed latents), model (from `init_from` when `init`), wrapper, AdamW, EMA."
     cfg = self.cfg
-    self.text_encoder = TextEncoder(cfg.text).to(self.device)
-    if cfg.model.text_dim != self.text_encoder.width:
-        self.cfg = cfg = replace(cfg, model=replace(cfg.model, text_dim=self.text_encoder.width))
-    self.text = TextStates(self.text_encoder, self.out / 'cache' / f'text_rank{self.rank}')
-    self.space = make_latent_space(cfg.latents).to(self.device)
+    self._text_encoder = self._text = self._space = None
+    self.null_text = stored_text(cfg) if cfg.data.kind == 'latents' else None   # precomputed: no encoder or VAE to train
+    width = self.null_text.width if self.null_text is not None else self.text_encoder.width
+    if cfg.model.text_dim != width: self.cfg = cfg = replace(cfg, model=replace(cfg.model, text_dim=width))
+    self.downsample = cfg.unit // cfg.model.patch
     self.model = build_model(cfg).to(self.device)
     self.init_source = init_weights(self.model, cfg.init_from) if init else None   # post-training: weights, fresh optimiser
     strategy = cfg.dist.strategy if cfg.dist.strategy != 'auto' else ('ddp' if self.world > 1 else 'none')
@@ -131,6 +131,44 @@ def build(self: Trainer, init: bool = False):
     self.wrapped = parallelize(self.model, self.strategy, self.device, cfg.dist.compile, cfg.dist.reshard_after_forward)
     self.opt = make_optimizer(self.model, cfg.optim)
     self.ema = EMA(self.model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.enabled else None
+
+# %% ../nbs/47_training.ipynb #be45c312
+def stored_text(cfg: TrainConfig) -> StoredText | None:
+    "The stored null condition of a precomputed-latents folder, after checking it was made with this run's text and latent settings."
+    from safetensors.torch import load_file
+    root = Path(cfg.data.path); meta = json.loads((root / LATENTS_META).read_text())
+    for part in ('latents', 'text'):
+        made, now = meta[part], json.loads(json.dumps(asdict(getattr(cfg, part))))
+        if part == 'text' and not meta.get('text_states'): continue
+        if made != now:
+            diff = {k: (made.get(k), now.get(k)) for k in now if made.get(k) != now.get(k)}
+            raise ConfigError(f"{root} was precomputed with other {part} settings than this run's ({diff}: made, now); "
+                              f"precompute again, or set {part}.* to match")
+    n = load_file(str(root / 'null_text.safetensors'))
+    return StoredText(n['context'], n['context_mask'])
+
+@patch(as_prop=True)
+def text_encoder(self: Trainer) -> TextEncoder:
+    "The run's text encoder, loaded on first use."
+    if self._text_encoder is None: self._text_encoder = TextEncoder(self.cfg.text).to(self.device)
+    return self._text_encoder
+
+@patch(as_prop=True)
+def text(self: Trainer) -> TextStates:
+    "Captions to text states through the run's cache (loads the encoder on first use)."
+    if self._text is None: self._text = TextStates(self.text_encoder, self.out / 'cache' / f'text_rank{self.rank}')
+    return self._text
+
+@patch(as_prop=True)
+def space(self: Trainer):
+    "The run's latent space (pixels or the VAE), loaded on first use."
+    if self._space is None: self._space = make_latent_space(self.cfg.latents).to(self.device)
+    return self._space
+
+@patch
+def encode(self: Trainer, batch: dict) -> torch.Tensor:
+    "The batch's latents: stored ones, or its images through the latent space."
+    return batch['latent'].to(self.device) if 'latent' in batch else self.space.encode(batch['image'].to(self.device))
 
 # %% ../nbs/47_training.ipynb #5daf1192
 @patch
@@ -172,7 +210,11 @@ def base_dataset(self: Trainer, stage: StageConfig, split: str = 'train'):
                            split=split if hold else 'all', holdout=cfg.val.n_samples if hold else 0)
     if self.main: ds = open_images(icfg, say=self.say)   # rank 0 indexes new data once; the others then read its index
     barrier()
-    return ds if self.main else open_images(icfg, write_index=False, say=lambda *a: None)
+    ds = ds if self.main else open_images(icfg, write_index=False, say=lambda *a: None)
+    if isinstance(ds, LatentShards) and (tuple(ds.meta['resolution']) != tuple(stage.resolution) or (split == 'train' and ds.meta['buckets'] != stage.buckets)):
+        raise ConfigError(f"stage {stage.name!r} trains at {stage.resolution} (buckets {stage.buckets}), but {ds.cfg.path} holds latents made at "
+                          f"{ds.meta['resolution']} (buckets {ds.meta['buckets']}): precompute them for this stage (--stage)")
+    return ds
 
 @patch
 def stage_dataset(self: Trainer, stage: StageConfig):
@@ -235,7 +277,7 @@ def begin_step(self: Trainer, i: int, local: int) -> tuple[list[int], torch.Tens
     idx = self._step_idx = self.order.batch(local)
     self._at = (i, local)
     hw0 = self.ds.target_size(idx[0])
-    lat_hw = (hw0[0] // self.space.downsample, hw0[1] // self.space.downsample)
+    lat_hw = (hw0[0] // self.downsample, hw0[1] // self.downsample)
     return idx, draw_timesteps(cfg.timesteps, st.batch_size, lat_hw, generator_for(cfg.seed, 'time', i, local))
 
 @patch
@@ -265,14 +307,16 @@ def micro_batches(self: Trainer, idx: list[int]):
 
 # %% ../nbs/47_training.ipynb #c5b8cafc
 @patch
-def draws(self: Trainer, i: int, local: int, slots: range, x: torch.Tensor, captions: list[str]) -> tuple[dict, dict, torch.Tensor | None]:
-    "(per-sample draws, text states after caption dropout, kept tokens) of global-batch `slots` with latents `x`."
+def draws(self: Trainer, i: int, local: int, slots: range, x: torch.Tensor, captions: list[str],
+          states: list | None = None) -> tuple[dict, dict, torch.Tensor | None]:
+    "(per-sample draws, text states after caption dropout, kept tokens) of global-batch `slots` with latents `x` (`states`: stored ones)."
     cfg, st = self.cfg, self.cfg.stages[i]
     n_tok = (x.shape[-2] // cfg.model.patch) * (x.shape[-1] // cfg.model.patch)
     dr = per_sample_draws([(cfg.seed, 'sample', i, local * st.batch_size + j) for j in slots], tuple(x.shape[1:]),
                           st.caption_dropout, n_tok, st.seq_drop)
     keep = dr['keep'].to(self.device) if dr['keep'] is not None else None
-    return dr, self.text(captions, dr['dropped'], self.device), keep
+    text = self.text(captions, dr['dropped'], self.device) if states is None else self.null_text(states, dr['dropped'], self.device)
+    return dr, text, keep
 
 @patch
 def end_step(self: Trainer, total: torch.Tensor) -> dict:
@@ -302,8 +346,8 @@ class Pretrain(StageKind):
         total = torch.zeros((), device=run.device)
         for slots, items in run.micro_batches(idx):
             batch = collate(items)
-            x = run.space.encode(batch['image'].to(run.device))
-            dr, text, keep = run.draws(i, local, slots, x, batch['caption'])
+            x = run.encode(batch)
+            dr, text, keep = run.draws(i, local, slots, x, batch['caption'], batch.get('text'))
             loss = batch_loss(run.wrapped, run.cfg.model.patch, x, dr['eps'].to(run.device), t_all[list(slots)].to(run.device),
                               text, keep, run.amp) / run.accum
             loss.backward()
@@ -326,13 +370,15 @@ def val_data(self: Trainer, i: int | None = None) -> dict:
         self.say(f"validation: {len(ds)} images held out of {ds.cfg.path} by a hash of their paths (data.val_path gives your own)")
     held = isinstance(ds, ImageCaptionDataset) and ds.cfg.split == 'val'
     if held: ds.new_bad = []   # files skipped at start are the training data's, reported with it
-    b = collate([ds[j] for j in range(min(cfg.val.n_samples, len(ds)))])
+    sizes = [tuple(ds.target_size(j)) for j in range(len(ds))]   # stored latents keep their buckets: validate on the commonest
+    common = max(set(sizes), key=lambda s: (sizes.count(s), s))
+    b = collate([ds[j] for j in [j for j, s in enumerate(sizes) if s == common][:cfg.val.n_samples]])
     if isinstance(ds, ImageCaptionDataset): self.report_data(first=True, ds=ds, show=not held)   # data.val_path: its summary; bad files
-    x = self.space.encode(b['image'].to(self.device))
+    x = self.encode(b)
     eps = torch.randn(x.shape, generator=generator_for(cfg.val.seed, 'val-noise')).to(self.device)
     prompts = cfg.val.prompts or self.default_prompts()
-    self._val[i] = dict(x=x, eps=eps, text=self.text(b['caption'], device=self.device), prompts=prompts, stage=st.name,
-                        ptext=self.text(prompts, device=self.device), shape=tuple(x.shape[1:]))
+    text = self.null_text(b['text'], device=self.device) if 'text' in b else self.text(b['caption'], device=self.device)
+    self._val[i] = dict(x=x, eps=eps, text=text, prompts=prompts, stage=st.name, shape=tuple(x.shape[1:]))
     return self._val[i]
 
 # %% ../nbs/47_training.ipynb #3c726be1
@@ -370,6 +416,7 @@ def validate(self: Trainer) -> dict:
 def sample_grid(self: Trainer, step: int) -> Path | None:
     "Sample the prompts from the EMA weights; rank 0 saves `samples/step_XXXXXX.png` (and the images as .pt)."
     v, cfg = self.val_data(), self.cfg
+    if 'ptext' not in v: v['ptext'] = self.text(v['prompts'], device=self.device)   # the first grid loads the encoder if needed
     ts = grid_from_config(cfg.timesteps, cfg.val.sample_steps, (v['shape'][1], v['shape'][2]))
     null = self.text_encoder.null(len(v['prompts']), v['ptext']['context'].shape[1])
     with (contextlib.nullcontext() if self.ema is None else self.ema.applied(self.model)):

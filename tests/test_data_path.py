@@ -145,3 +145,32 @@ def test_bitfit_stage_trains_only_its_set(tmp_path):
     changed = {k for k in a if not torch.equal(a[k], b[k])}
     assert changed and changed <= keep, sorted(changed - keep)
     assert {'final_proj.weight', 'patch_embed.patch_proj.weight'} <= changed
+
+
+def test_precompute_on_two_ranks_resumes_and_trains(data, tmp_path):
+    "Latents of the bucketed stage, written by two torchrun ranks; a lost shard is redone alone; a run trains from them."
+    d, spec = data
+    lat = tmp_path / 'lat'
+    pre = ['-m', 'flite_nb.precompute', '--preset', 'micro', '--config', str(d / 'stages.json'), '--stage', '1', '--out', str(lat),
+           '--per-shard', '16', 'device=cpu', f'data.path={spec}']
+    tr = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2']
+    r = subprocess.run(tr + pre, capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    meta = json.loads((lat / 'latents_meta.json').read_text())
+    assert (meta['samples'], meta['shards'], meta['buckets']) == (48, 3, True)
+    n = sum(1 for f in lat.glob('latents-*.tar') for _ in __import__('tarfile').open(f).getmembers()) // 3
+    assert n == 48 - len(CORRUPT), n                                   # undecodable images are left out
+    (lat / 'latents-000001.tar').unlink(); (lat / 'latents_meta.json').unlink()
+    r = subprocess.run([sys.executable, '-m', 'flite_nb.train', '--preset', 'micro', '--out', str(tmp_path / 'early'), 'device=cpu',
+                        f'data.path={lat}'], capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 2 and 'precompute did not finish' in r.stderr, r.stderr[-2000:]
+    r = subprocess.run([sys.executable] + pre, capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0 and '2 shards reused' in r.stdout, r.stdout + r.stderr[-2000:]
+    one = {'stages': [dict(STAGES['stages'][1], steps=3)]}
+    (tmp_path / 'one.json').write_text(json.dumps(one))
+    base = ['--preset', 'micro', 'device=cpu', 'val.every=0', 'val.sample_every=0', 'checkpoint.every=0', 'val.n_samples=8', f'data.path={lat}']
+    r = train(base + ['--config', str(d / 'stages.json')], tmp_path / 'wrong')
+    assert r.returncode == 2 and 'precompute them for this stage' in r.stderr, r.stderr[-2000:]
+    r = train(base + ['--config', str(tmp_path / 'one.json'), 'data.num_workers=1'], tmp_path / 'run')
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert len(losses(tmp_path / 'run')) == 3 and 'validation: 4 images held out' in r.stdout
