@@ -60,7 +60,7 @@ def train_wait(workers: int, steps: int) -> dict:
     "The tiny recipe for `steps` steps: steps/s after the first 5, and the mean share of step time spent waiting for data."
     from flite_nb.train import build_config
     from flite_nb.training import Trainer
-    cfg = build_config('tiny', overrides=['val.every=0', 'val.sample_every=0', 'checkpoint.every=0', f'max_steps={steps}',
+    cfg = build_config('tiny', overrides=['val.every=0', 'val.sample_every=0', 'checkpoint.every=0', f'max_steps={steps}', 'log_every=1',
                                           f'data.num_workers={workers}'])
     with tempfile.TemporaryDirectory() as d:
         t = Trainer(cfg, d, install_signals=False, quiet=True)
