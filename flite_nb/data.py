@@ -16,8 +16,8 @@ __all__ = ['OPENMOJI_CREDIT', 'COLOURS', 'POSITIONS', 'SPLITS', 'IMAGE_EXTS', 'C
            'OpenMojiConfig', 'OpenMojiScenes', 'pil_to_tensor', 'tensor_to_pil', 'show_samples', 'BadImage',
            'load_image', 'resize_center_crop', 'read_caption', 'scan_folder', 'read_manifest', 'ImageDataConfig',
            'check_header', 'size_problem', 'index_rows', 'ImageCaptionDataset', 'collate', 'LoaderStats',
-           'make_buckets', 'nearest_bucket', 'BucketBatchSampler', 'plot_buckets', 'fit_resize_crop', 'pad_collate',
-           'token_mask', 'write_shards', 'TarStream', 'drop_bad', 'stream_collate', 'make_loader']
+           'make_buckets', 'nearest_bucket', 'BucketBatchSampler', 'plot_buckets', 'fit_size', 'fit_resize_crop',
+           'pad_collate', 'token_mask', 'write_shards', 'TarStream', 'drop_bad', 'stream_collate', 'make_loader']
 
 # %% ../nbs/32_data.ipynb #5451a5b2
 import numpy as np
@@ -410,6 +410,8 @@ class ImageDataConfig:
     path: str = ''  # a folder (image + same-name .txt) or a .csv/.jsonl manifest
     size: tuple[int, int] = (64, 64)  # (height, width) for resize + centre crop, when no buckets
     buckets: list[tuple[int, int]] | None = None  # aspect-ratio buckets: each image goes to the nearest one
+    fit_budget: int = 0  # packing: each image keeps its aspect ratio, resized to at most this many tokens of `unit` px (`fit_size`)
+    unit: int = 16  # pixels per token side (latent downsample x patch), for `fit_budget`
     missing_caption: typing.Literal['empty', 'skip'] = 'empty'  # an image without caption: train it unconditionally, or skip it
     min_size: int = 1  # skip images with a shorter side below this (smaller ones are upsampled, and counted)
     caption_ext: str = '.txt'
@@ -511,7 +513,8 @@ def image_size(self: ImageCaptionDataset, i: int) -> tuple[int, int] | None:
 
 @patch
 def target_size(self: ImageCaptionDataset, i: int) -> tuple[int, int]:
-    "(height, width) sample i is cropped to: the nearest bucket by aspect ratio, or `cfg.size`."
+    "(height, width) sample i is cropped to: its own aspect under `fit_budget` (packing), the nearest bucket, or `cfg.size`."
+    if self.cfg.fit_budget: return fit_size(*self._hw[i], self.cfg.fit_budget, self.cfg.unit)
     if not self.cfg.buckets: return tuple(self.cfg.size)
     return nearest_bucket(*self._hw[i], self.cfg.buckets)
 
@@ -636,19 +639,24 @@ def plot_buckets(buckets: list[tuple[int, int]], counts: dict | None = None, uni
     return fig
 
 # %% ../nbs/32_data.ipynb #65b85c58
+def fit_size(h: int, w: int, token_budget: int, unit: int = 16) -> tuple[int, int]:
+    "(height, width), multiples of `unit`, nearest h x w's aspect ratio with at most `token_budget` tokens (never upscaled)."
+    if (h // unit) * (w // unit) <= token_budget: return max(unit, h // unit * unit), max(unit, w // unit * unit)
+    s = math.sqrt(token_budget / ((h / unit) * (w / unit)))
+    th, tw = max(unit, int(h * s) // unit * unit), max(unit, int(w * s) // unit * unit)
+    while (th // unit) * (tw // unit) > token_budget: th, tw = (th - unit, tw) if th >= tw else (th, tw - unit)
+    return th, tw
+
 def fit_resize_crop(im: Image.Image, token_budget: int, unit: int = 16, crop_prob: float = 0.5,
                     rng: random.Random | None = None) -> Image.Image:
     "Native aspect ratio under a token budget: resize down (prob 1 - crop_prob) or random-crop a budget-sized window."
     rng = rng or random.Random(0)
     w, h = im.size
+    th, tw = fit_size(h, w, token_budget, unit)
     if (h // unit) * (w // unit) > token_budget:
-        s = math.sqrt(token_budget / ((h / unit) * (w / unit)))
-        th, tw = max(unit, int(h * s) // unit * unit), max(unit, int(w * s) // unit * unit)
-        while (th // unit) * (tw // unit) > token_budget: th, tw = (th - unit, tw) if th >= tw else (th, tw - unit)
         if rng.random() >= crop_prob: return im.resize((tw, th), Image.BICUBIC, reducing_gap=3.0)
         x, y = rng.randint(0, w - tw), rng.randint(0, h - th)
         return im.crop((x, y, x + tw, y + th))
-    th, tw = max(unit, h // unit * unit), max(unit, w // unit * unit)
     if (th, tw) != (h, w): im = resize_center_crop(im, th, tw)[0]
     return im
 

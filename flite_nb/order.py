@@ -106,12 +106,19 @@ class StepBatches(torch.utils.data.Sampler):
             for a in range(self.accum): yield [idx[j] for j in slot_range(self.rank, self.world, self.micro, a)]
 
 # %% ../nbs/43_order.ipynb #398f3ba5
-def per_sample_draws(keys: list[tuple], shape: tuple, caption_dropout: float, n_tokens: int, seq_drop: float) -> dict:
+def per_sample_draws(keys: list[tuple], shape: tuple, caption_dropout: float, n_tokens: int | list[int], seq_drop: float) -> dict:
     "Noise, caption-dropout coin and kept token indices of each sample, from a generator per sample key."
     eps, drop, keep = [], [], []
-    for k in keys:
+    ns = n_tokens if isinstance(n_tokens, list) else [n_tokens] * len(keys)
+    for k, n in zip(keys, ns):
         g = generator_for(*k)
         eps.append(torch.randn(shape, generator=g))
         drop.append(bool(torch.rand((), generator=g) < caption_dropout))
-        if seq_drop > 0: keep.append(sample_keep(1, n_tokens, seq_drop, g)[0])
-    return dict(eps=torch.stack(eps), dropped=torch.tensor(drop), keep=torch.stack(keep) if keep else None)
+        if seq_drop > 0: keep.append(sample_keep(1, n, seq_drop, g)[0])
+    out = dict(eps=torch.stack(eps), dropped=torch.tensor(drop), keep=None, valid=None)
+    if keep and isinstance(n_tokens, list):   # packed: pad to the longest with the last position (a padding token: masked out)
+        K = max(len(k) for k in keep)
+        out['valid'] = torch.stack([torch.arange(K) < len(k) for k in keep])
+        out['keep'] = torch.stack([torch.cat([k, k.new_full((K - len(k),), shape[0] - 1)]) for k in keep])
+    elif keep: out['keep'] = torch.stack(keep)
+    return out

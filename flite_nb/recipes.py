@@ -109,6 +109,7 @@ class StageConfig:
     steps: int = 1000
     resolution: tuple[int, int] = (32, 32)  # (height, width) in pixels; with buckets: h*w fixes the token budget
     buckets: bool = False                    # dynamic aspect ratios (buckets at the same token budget) instead of centre crops
+    packing: bool = False                    # each image at its own aspect ratio under the token budget, padded and masked (FiTv2)
     batch_size: int = 32                     # global batch: all ranks and accumulation steps together
     micro_batch: int = 0                     # per rank and forward pass (0: batch_size / world, no accumulation)
     lr: float = 1e-3                         # peak lr (μP: at OptimConfig.base_width)
@@ -124,6 +125,7 @@ class StageConfig:
         if self.kind not in stage_kind_names(): raise ConfigError(f"stage {self.name!r}: kind must be one of {stage_kind_names()}, got {self.kind!r}")
         if self.kind == 'preference' and self.pref.pairs == 'manifest' and not self.source:
             raise ConfigError(f"stage {self.name!r}: pref.pairs='manifest' needs stage.source (a folder or .jsonl of prompt/chosen/rejected)")
+        if self.packing and self.buckets: raise ConfigError(f"stage {self.name!r}: packing and buckets are two answers to mixed aspect ratios; choose one")
         if self.steps < 1 or self.batch_size < 1 or self.micro_batch < 0: raise ConfigError(f"stage {self.name!r}: steps and batch_size must be >= 1, micro_batch >= 0")
         if not (self.lr > 0 and math.isfinite(self.lr)): raise ConfigError(f"stage {self.name!r}: lr must be finite and > 0, got {self.lr}")
         if self.trainable not in TRAINABLE: raise ConfigError(f"stage {self.name!r}: trainable must be one of {TRAINABLE}, got {self.trainable!r}")

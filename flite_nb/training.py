@@ -23,7 +23,7 @@ from fastcore.basics import patch
 from .core import ConfigError, save_config, show_config, autocast_dtype, seed_everything, count_params, human, pick_threads
 from .flow import interpolate, velocity_target, flow_loss, sample_euler, cfg_combine, fixed_timesteps, validation_loss
 from .timesteps import grid_from_config
-from .model import FLiteDiT, patchify, gather_tokens
+from .model import FLiteDiT, patchify, gather_tokens, pack_images, token_mask
 from .text import TextEncoder, TextCache, TextStates, StoredText
 from .latents import make_latent_space
 from .data import OpenMojiScenes, ImageDataConfig, ImageCaptionDataset, make_buckets, collate, show_samples, glyph_phrase
@@ -45,10 +45,15 @@ from .flow import fixed_timesteps as val_timesteps
 
 # %% ../nbs/47_training.ipynb #97187fb4
 def batch_loss(model: nn.Module, patch: int, x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, text: dict,
-               keep: torch.Tensor | None = None, amp: torch.dtype | None = None, reduction: str = 'mean') -> torch.Tensor:
-    "Flow-matching loss of latents `x` with noise `eps` at times `t`, on the kept tokens when `keep` is given (per sample: 'none')."
+               keep: torch.Tensor | None = None, amp: torch.dtype | None = None, reduction: str = 'mean',
+               hw: torch.Tensor | None = None, valid: torch.Tensor | None = None) -> torch.Tensor:
+    "Flow-matching loss of latents `x` (or packed tokens with grids `hw`) with noise `eps` at times `t`, on the kept (`valid`) tokens."
     xt, target = interpolate(x, eps, t, check=False), velocity_target(x, eps)
     with torch.autocast(x.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+        if hw is not None:   # packed (B, L, D): each sample's real tokens only (FiTv2's masked variable-length batch)
+            pred = model(xt, t, text['context'], text['context_mask'], hw=hw, token_keep=keep)
+            return flow_loss(pred, target if keep is None else gather_tokens(target, keep), reduction=reduction,
+                             mask=token_mask(hw, x.shape[1]) if keep is None else valid)
         if keep is None: pred = model(xt, t, text['context'], text['context_mask'])
         else:
             pred = model(xt, t, text['context'], text['context_mask'], token_keep=keep)
@@ -200,13 +205,14 @@ def stage_at(self: Trainer, step: int) -> tuple[int, int]:
 def base_dataset(self: Trainer, stage: StageConfig, split: str = 'train'):
     "The run's data (or the stage's own `source`) at the stage's resolution, in buckets if the stage asks; 'val' = held-out images."
     cfg, d = self.cfg, self.cfg.data
-    buckets = make_buckets((stage.resolution[0] // cfg.unit) * (stage.resolution[1] // cfg.unit), unit=cfg.unit) if stage.buckets else None
+    budget = (stage.resolution[0] // cfg.unit) * (stage.resolution[1] // cfg.unit)
+    buckets = make_buckets(budget, unit=cfg.unit) if stage.buckets or (stage.packing and d.kind == 'openmoji') else None
     if not stage.source and d.kind == 'openmoji':
         return OpenMojiScenes(replace(d.openmoji, split=split, size=tuple(stage.resolution), buckets=buckets,
                                       length=d.openmoji.length if split == 'train' else max(cfg.val.n_samples, 1)))
     hold = stage.source or not d.val_path   # validation images come out of this data: val.n_samples held out by hash
     icfg = ImageDataConfig(path=d.val_path if split == 'val' and not hold else (stage.source or d.path), size=tuple(stage.resolution),
-                           buckets=buckets, caption_key=d.caption_key, max_aspect=d.max_aspect, max_bad_frac=d.max_bad_frac,
+                           buckets=buckets, fit_budget=budget if stage.packing else 0, unit=cfg.unit, caption_key=d.caption_key, max_aspect=d.max_aspect, max_bad_frac=d.max_bad_frac,
                            split=split if hold else 'all', holdout=cfg.val.n_samples if hold else 0)
     if self.main: ds = open_images(icfg, say=self.say)   # rank 0 indexes new data once; the others then read its index
     barrier()
@@ -232,7 +238,8 @@ def enter_stage(self: Trainer, i: int):
         raise ConfigError(f"stage {st.name!r}: the training data has {len(self.ds)} samples"
                           f"{f' ({held} held out for validation; data.val_path gives your own)' if held > 0 else ''}, "
                           f"fewer than one global batch of {st.batch_size}: lower batch_size or add data")
-    self.order = GlobalOrder([self.ds.target_size(j) for j in range(len(self.ds))], st.batch_size, self.cfg.seed, i,
+    sizes = [(1, 1)] * len(self.ds) if st.packing else [self.ds.target_size(j) for j in range(len(self.ds))]   # packing mixes sizes
+    self.order = GlobalOrder(sizes, st.batch_size, self.cfg.seed, i,
                              groups=getattr(self.ds, 'groups', None), window=self.cfg.data.shard_window)   # shards: read in windows
     mb = st.micro_batch or st.batch_size // self.world
     if st.batch_size % (mb * self.world):
@@ -247,7 +254,7 @@ def enter_stage(self: Trainer, i: int):
                  f"({n_keep / count_params(self.model):.1%}; FiTv2's post-training: 14.15%)")
     self.report_data(first=True)
     self.say(f"stage {i} '{st.name}': {st.steps} steps at {st.resolution[0]}x{st.resolution[1]}"
-             f"{' (buckets)' if st.buckets else ''}, global batch {st.batch_size} = {self.world} ranks x {mb} x {self.accum} accumulation, "
+             f"{' (buckets)' if st.buckets else ' (packed)' if st.packing else ''}, global batch {st.batch_size} = {self.world} ranks x {mb} x {self.accum} accumulation, "
              f"lr {st.lr:g}, seq_drop {st.seq_drop}")
 
 # %% ../nbs/47_training.ipynb #61eb5797
@@ -276,7 +283,7 @@ def begin_step(self: Trainer, i: int, local: int) -> tuple[list[int], torch.Tens
                                  cfg.schedule.decay_start if i == len(cfg.stages) - 1 else None))
     idx = self._step_idx = self.order.batch(local)
     self._at = (i, local)
-    hw0 = self.ds.target_size(idx[0])
+    hw0 = st.resolution if st.packing else self.ds.target_size(idx[0])   # packing: the shift of the budget resolution
     lat_hw = (hw0[0] // self.downsample, hw0[1] // self.downsample)
     return idx, draw_timesteps(cfg.timesteps, st.batch_size, lat_hw, generator_for(cfg.seed, 'time', i, local))
 
@@ -308,15 +315,23 @@ def micro_batches(self: Trainer, idx: list[int]):
 # %% ../nbs/47_training.ipynb #c5b8cafc
 @patch
 def draws(self: Trainer, i: int, local: int, slots: range, x: torch.Tensor, captions: list[str],
-          states: list | None = None) -> tuple[dict, dict, torch.Tensor | None]:
-    "(per-sample draws, text states after caption dropout, kept tokens) of global-batch `slots` with latents `x` (`states`: stored ones)."
+          states: list | None = None, hw: torch.Tensor | None = None) -> tuple[dict, dict, torch.Tensor | None]:
+    "(per-sample draws, text states after caption dropout, kept tokens) of global-batch `slots` with latents `x` (or packed tokens with `hw`)."
     cfg, st = self.cfg, self.cfg.stages[i]
-    n_tok = (x.shape[-2] // cfg.model.patch) * (x.shape[-1] // cfg.model.patch)
+    n_tok = (hw[:, 0] * hw[:, 1]).tolist() if hw is not None else (x.shape[-2] // cfg.model.patch) * (x.shape[-1] // cfg.model.patch)
     dr = per_sample_draws([(cfg.seed, 'sample', i, local * st.batch_size + j) for j in slots], tuple(x.shape[1:]),
                           st.caption_dropout, n_tok, st.seq_drop)
     keep = dr['keep'].to(self.device) if dr['keep'] is not None else None
     text = self.text(captions, dr['dropped'], self.device) if states is None else self.null_text(states, dr['dropped'], self.device)
     return dr, text, keep
+
+@patch
+def pack(self: Trainer, i: int, items: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    "Packed tokens (B, L, p*p*C) of the items' latents, padded to stage `i`'s token budget, and their grids hw (B, 2)."
+    st, cfg = self.cfg.stages[i], self.cfg
+    lat = [self.encode({'latent': it['latent'][None]} if 'latent' in it else {'image': it['image'][None]})[0] for it in items]
+    x, hw = pack_images(lat, cfg.model.patch, length=(st.resolution[0] // cfg.unit) * (st.resolution[1] // cfg.unit))
+    return x, hw.to(x.device)
 
 @patch
 def end_step(self: Trainer, total: torch.Tensor) -> dict:
@@ -339,20 +354,24 @@ def train_step(self: Trainer, i: int, local: int) -> dict:
 
 # %% ../nbs/47_training.ipynb #54f4240d
 class Pretrain(StageKind):
-    "Flow matching on the stage's data (chapter 10's loss on latents, text states and kept tokens)."
+    "Flow matching on the stage's data (chapter 10's loss on latents, text states and kept tokens; packed when the stage asks)."
     name = 'pretrain'
     def step(self, run: Trainer, i: int, local: int) -> dict:
         idx, t_all = run.begin_step(i, local)
-        total = torch.zeros((), device=run.device)
+        total, real = torch.zeros((), device=run.device), []
         for slots, items in run.micro_batches(idx):
-            batch = collate(items)
-            x = run.encode(batch)
-            dr, text, keep = run.draws(i, local, slots, x, batch['caption'], batch.get('text'))
+            if run.cfg.stages[i].packing:
+                (x, hw), caps, states = run.pack(i, items), [it['caption'] for it in items], [it['text'] for it in items] if 'text' in items[0] else None
+                real.append(float((hw[:, 0] * hw[:, 1]).sum()) / hw.shape[0] / x.shape[1])
+            else:
+                batch = collate(items); hw = None
+                x, caps, states = run.encode(batch), batch['caption'], batch.get('text')
+            dr, text, keep = run.draws(i, local, slots, x, caps, states, hw)
             loss = batch_loss(run.wrapped, run.cfg.model.patch, x, dr['eps'].to(run.device), t_all[list(slots)].to(run.device),
-                              text, keep, run.amp) / run.accum
+                              text, keep, run.amp, hw=hw, valid=None if dr['valid'] is None else dr['valid'].to(run.device)) / run.accum
             loss.backward()
             total += loss.detach()
-        return run.end_step(total)
+        return {**run.end_step(total), **({'pad_frac': 1 - sum(real) / len(real)} if real else {})}
 
 register_stage_kind(Pretrain());
 

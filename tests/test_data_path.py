@@ -174,3 +174,22 @@ def test_precompute_on_two_ranks_resumes_and_trains(data, tmp_path):
     r = train(base + ['--config', str(tmp_path / 'one.json'), 'data.num_workers=1'], tmp_path / 'run')
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert len(losses(tmp_path / 'run')) == 3 and 'validation: 4 images held out' in r.stdout
+
+
+def test_packing_stage_on_one_and_two_ranks(data, tmp_path):
+    "stage.packing: native aspect ratios under the token budget, padded and masked; the same losses on 1 and 2 ranks."
+    d, spec = data
+    (tmp_path / 'p.json').write_text(json.dumps({'stages': [dict(name='packed', steps=3, resolution=[16, 16], packing=True,
+                                                                 seq_drop=0.5, batch_size=8, lr=1e-3, warmup=1)]}))
+    args = ['--preset', 'micro', '--config', str(tmp_path / 'p.json'), 'device=cpu', 'val.every=0', 'val.sample_every=0',
+            'checkpoint.every=0', 'val.n_samples=8', f'data.path={spec}']
+    r1 = train(args, tmp_path / 'one')
+    r2 = train(args + ['data.num_workers=1'], tmp_path / 'two', nproc=2)
+    assert r1.returncode == 0 and r2.returncode == 0, r1.stderr[-2000:] + r2.stderr[-3000:]
+    assert "(packed)" in r1.stdout
+    a, b = losses(tmp_path / 'one'), losses(tmp_path / 'two')
+    assert len(a) == 3 and max(abs(x - y) for x, y in zip(a, b)) < 1e-4, (a, b)
+    pads = [r['train/pad_frac'] for r in metrics(tmp_path / 'one') if 'train/pad_frac' in r]
+    assert len(pads) == 3 and all(0 < p < 0.5 for p in pads), pads   # 16x24 and 16x32 images fill less than the 64-token budget
+    bad = train(args + ['stages.0.buckets=true'], tmp_path / 'bad')
+    assert bad.returncode == 2 and 'packing and buckets' in bad.stderr
