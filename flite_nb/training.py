@@ -173,7 +173,9 @@ def space(self: Trainer):
 @patch
 def encode(self: Trainer, batch: dict) -> torch.Tensor:
     "The batch's latents: stored ones, or its images through the latent space."
-    return batch['latent'].to(self.device) if 'latent' in batch else self.space.encode(batch['image'].to(self.device))
+    x = batch['latent'] if 'latent' in batch else batch['image']
+    x = x.to(self.device, non_blocking=True)   # from pinned memory on CUDA (the loader pins), so the copy overlaps
+    return x if 'latent' in batch else self.space.encode(x)
 
 # %% ../nbs/47_training.ipynb #5daf1192
 @patch
