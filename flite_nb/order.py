@@ -8,7 +8,7 @@ import hashlib
 
 # %% auto #0
 __all__ = ['seed_of', 'generator_for', 'draw_timesteps', 'GlobalOrder', 'slot_range', 'windowed_perm', 'fill_buckets',
-           'StepBatches', 'per_sample_draws']
+           'mixed_perm', 'StepBatches', 'per_sample_draws']
 
 # %% ../nbs/43_order.ipynb #53c2d19f
 import torch
@@ -39,17 +39,23 @@ def draw_timesteps(cfg: TimestepConfig, n: int, hw: tuple[int, int], generator: 
 # %% ../nbs/43_order.ipynb #cfc7c332
 class GlobalOrder:
     "Dataset indices of every global batch of a stage, depending only on (seed, stage, step)."
-    def __init__(self, sizes: list[tuple[int, int]], global_batch: int, seed: int, stage: int, groups: list[int] | None = None, window: int = 8):
+    def __init__(self, sizes: list[tuple[int, int]], global_batch: int, seed: int, stage: int, groups: list[int] | None = None, window: int = 8,
+                 parts: list[int] | None = None, mix: list[float] | None = None):
         if len(sizes) < global_batch: raise ConfigError(f"the data set has {len(sizes)} samples, fewer than one global batch of {global_batch}")
         self.sizes, self.G, self.seed, self.stage = [tuple(s) for s in sizes], global_batch, seed, stage
         self.bucketed = len(set(self.sizes)) > 1
         if groups is not None and len(set(groups)) <= window: groups = None   # one window holding every shard: a full permutation
+        if mix and (parts is None or len(parts) != len(sizes) or max(parts) >= len(mix)):
+            raise ConfigError(f"a mix of {len(mix)} weights needs the source part of every sample")
+        if mix: groups = None   # a weighted mix draws across all shards
         self.groups, self.window = (list(groups) if groups is not None else None), window   # shards: see below
+        self.parts, self.mix = (list(parts), list(mix)) if mix else (None, None)
         self._epoch, self._batches = None, None
 
     def _epoch_batches(self, e: int) -> list[list[int]]:
         g = generator_for(self.seed, 'order', self.stage, e)
-        perm = torch.randperm(len(self.sizes), generator=g).tolist() if self.groups is None else windowed_perm(self.groups, self.window, g)
+        if self.mix: perm = mixed_perm(self.parts, self.mix, g)
+        else: perm = torch.randperm(len(self.sizes), generator=g).tolist() if self.groups is None else windowed_perm(self.groups, self.window, g)
         if not self.bucketed: return [perm[i:i + self.G] for i in range(0, len(perm) - self.G + 1, self.G)]
         if self.groups is not None: return fill_buckets(perm, self.sizes, self.G)
         groups = {}
@@ -93,6 +99,19 @@ def fill_buckets(perm: list[int], sizes: list[tuple[int, int]], G: int) -> list[
         q = queues.setdefault(sizes[i], []); q.append(i)
         if len(q) == G: out.append(q); queues[sizes[i]] = []
     return out
+
+def mixed_perm(parts: list[int], weights: list[float], generator: torch.Generator) -> list[int]:
+    "An epoch of len(parts) indices in which part k supplies a `weights[k]` share: fresh permutations of it, repeated or cut, then shuffled."
+    members = {}
+    for i, k in enumerate(parts): members.setdefault(k, []).append(i)
+    n, W, pool = len(parts), sum(weights), []
+    for k, w in enumerate(weights):
+        m, want = members.get(k, []), round(w / W * n)
+        if want and not m: raise ConfigError(f"mix part {k} has no samples")
+        while want > 0:
+            take = [m[j] for j in torch.randperm(len(m), generator=generator).tolist()][:want]
+            pool += take; want -= len(take)
+    return [pool[j] for j in torch.randperm(len(pool), generator=generator).tolist()]
 
 # %% ../nbs/43_order.ipynb #8d6864f7
 class StepBatches(torch.utils.data.Sampler):

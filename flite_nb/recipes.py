@@ -25,7 +25,7 @@ from .model import DiTConfig, preset
 from .text import TextEncoderConfig, flite_t5_config
 from .latents import LatentConfig
 from .data import OpenMojiConfig
-from .sources import infer_source
+from .sources import infer_source, _split_top
 from .seqdrop import check_rate
 from .optim import TRAINABLE, OptimConfig, ScheduleConfig, EMAConfig, wsd
 from fastcore.basics import patch
@@ -143,6 +143,7 @@ class DataConfig:
     val_path: str = ''               # held-out images ('' = val.n_samples (at most 10%) held out of data.path by hash)
     num_workers: int = 0             # DataLoader worker processes per rank: decoding overlaps the model step
     shard_window: int = 8            # shards: the global order reads shards in shuffled windows of this many
+    mix: list[float] = field(default_factory=list)   # shards: weights of data.path's comma-separated sources ([] = by size)
     caption_key: str = ''            # manifest column of the captions ('' = caption, text, prompt or txt, the first present)
     max_aspect: float = 4.0          # folder/manifest images with a longer side beyond this many short sides are skipped and counted
     max_bad_frac: float = 0.5        # more unusable files than this fraction stops the run before training
@@ -151,6 +152,9 @@ class DataConfig:
         if not self.max_aspect >= 1: raise ConfigError(f"data.max_aspect must be >= 1, got {self.max_aspect}")
         if not 0 <= self.max_bad_frac <= 1: raise ConfigError(f"data.max_bad_frac must be in [0, 1], got {self.max_bad_frac}")
         if self.num_workers < 0 or self.shard_window < 1: raise ConfigError("data.num_workers must be >= 0 and data.shard_window >= 1")
+        if any(not (w > 0 and math.isfinite(w)) for w in self.mix): raise ConfigError(f"data.mix weights must be finite and > 0, got {self.mix}")
+        if self.mix and len(self.mix) != len(_split_top(self.path)):
+            raise ConfigError(f"data.mix has {len(self.mix)} weights but data.path has {len(_split_top(self.path))} comma-separated source(s)")
         if self.source == 'openmoji' and self.path:
             raise ConfigError(f"data.path={self.path!r} is set but data.source='openmoji' would ignore it: drop data.source (it is "
                               f"inferred from the path) or name the path's kind (folder, manifest, shards)")
@@ -362,7 +366,8 @@ def check_before_loading(cfg: TrainConfig, world: int):
         if st.source:
             try: infer_source(st.source)
             except ConfigError as e: raise ConfigError(f"stage {st.name!r}: source: {e}") from None
-    cfg.data.kind   # a data.path that does not exist, or is no known kind of data, stops here
+    kind = cfg.data.kind   # a data.path that does not exist, or is no known kind of data, stops here
+    if cfg.data.mix and kind != 'shards': raise ConfigError(f"data.mix weighs comma-separated shard sources; data.path is {kind} data")
     if cfg.data.val_path: infer_source(cfg.data.val_path)
 
 # %% ../nbs/44_recipes.ipynb #23b5afcd

@@ -55,22 +55,23 @@ def _split_top(spec: str) -> list[str]:
         else: cur += ch
     return [s.strip() for s in out + [cur] if s.strip()]
 
-def expand_shards(spec: str | list[str]) -> list[str]:
-    "The shard files of `spec` (brace ranges, globs, folders, comma-separated), in order, each once; missing ones are an error."
+def expand_shards(spec: str | list[str], with_parts: bool = False) -> list[str] | tuple[list[str], dict]:
+    "The shard files of `spec` (brace ranges, globs, folders, comma-separated), in order, each once (and each shard's part)."
     import braceexpand
-    out = []
-    for part in (spec if isinstance(spec, (list, tuple)) else _split_top(spec)):
+    out, part_of = [], {}
+    for k, part in enumerate(spec if isinstance(spec, (list, tuple)) else _split_top(spec)):
         if '://' in part or part.startswith('pipe:'):
             raise ConfigError(f"shard {part!r} is a URL: shards are read by random access; copy them to a local or mounted disk first")
         for p in braceexpand.braceexpand(part):
             if Path(p).is_dir(): out += sorted(str(q) for q in Path(p).glob('*.tar'))
             elif any(ch in p for ch in '*?['): out += sorted(glob.glob(p))
             else: out.append(p)
+        for p in out: part_of.setdefault(p, k)
     out = list(dict.fromkeys(out))
     if not out: raise ConfigError(f"data.path {spec!r} matches no .tar shards")
     missing = [u for u in out if not Path(u).is_file()]
     if missing: raise ConfigError(f"{len(missing)} of {len(out)} shards do not exist, e.g. {missing[0]}")
-    return out
+    return (out, part_of) if with_parts else out
 
 
 # %% ../nbs/33_sources.ipynb #ee3b324e
@@ -204,6 +205,8 @@ class ShardDataset(ImageCaptionDataset):
         for s in bad: self._skip(s, 'unreadable_shard')
         pos = {s: k for k, s in enumerate(shards)}
         self.groups = [pos[p.rsplit('::', 1)[0]] for p, _ in self.records]
+        part_of = expand_shards(cfg.path, with_parts=True)[1] if isinstance(cfg.path, str) else {}
+        self.parts = [part_of.get(shards[g], 0) for g in self.groups]   # which comma-separated source (for data.mix)
 
     def __getstate__(self):   # open shards (memory maps) stay in the process that opened them
         return {**self.__dict__, '_open': OrderedDict()}

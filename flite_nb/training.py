@@ -242,7 +242,12 @@ def enter_stage(self: Trainer, i: int):
                           f"fewer than one global batch of {st.batch_size}: lower batch_size or add data")
     sizes = [(1, 1)] * len(self.ds) if st.packing else [self.ds.target_size(j) for j in range(len(self.ds))]   # packing mixes sizes
     self.order = GlobalOrder(sizes, st.batch_size, self.cfg.seed, i,
-                             groups=getattr(self.ds, 'groups', None), window=self.cfg.data.shard_window)   # shards: read in windows
+                             groups=getattr(self.ds, 'groups', None), window=self.cfg.data.shard_window,   # shards: read in windows
+                             parts=getattr(self.ds, 'parts', None), mix=self.cfg.data.mix or None)
+    if self.cfg.data.mix:
+        n = [self.order.parts.count(k) for k in range(len(self.cfg.data.mix))]; W = sum(self.cfg.data.mix)
+        self.say("data mix: " + ", ".join(f"source {k}: {c} samples, weight {w:g} = {w / W:.0%} of each epoch ({w / W * len(self.ds) / max(c, 1):.2f} passes)"
+                                          for k, (c, w) in enumerate(zip(n, self.cfg.data.mix))))
     mb = st.micro_batch or st.batch_size // self.world
     if st.batch_size % (mb * self.world):
         raise ConfigError(f"stage {st.name!r}: batch_size {st.batch_size} is not a multiple of micro_batch {mb} x {self.world} ranks")

@@ -194,3 +194,19 @@ def test_packing_stage_on_one_and_two_ranks(data, tmp_path):
     assert len(pads) == 3 and all(0 < p < 0.5 for p in pads), pads   # 16x24 and 16x32 images fill less than the 64-token budget
     bad = train(args + ['stages.0.buckets=true'], tmp_path / 'bad')
     assert bad.returncode == 2 and 'packing and buckets' in bad.stderr
+
+
+def test_weighted_mix_of_two_shard_sources(data, tmp_path):
+    "data.path='a,b' with data.mix: each epoch draws the weighted share of each source; wrong weights are one-line errors."
+    d, spec = data
+    small = make_shards(tmp_path / 'small', n=16)
+    base = ['--preset', 'micro', 'device=cpu', 'val.every=0', 'val.sample_every=0', 'checkpoint.every=0', 'val.n_samples=8',
+            f'data.path={spec},{small}']
+    r = train(base + ['data.mix=[1,1]'], tmp_path / 'run')
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    import re
+    got = re.search(r'data mix: source 0: (\d+) samples, weight 1 = 50% .*source 1: (\d+) samples, weight 1 = 50%', r.stdout)
+    assert got and int(got[1]) + int(got[2]) == 64 - 6 and int(got[2]) <= 16, r.stdout[-2000:]   # 6 held out for validation
+    for bad, msg in [('data.mix=[1]', '1 weights but data.path has 2'), ('data.mix=[1,-1]', 'finite and > 0')]:
+        r = train(base + [bad], tmp_path / 'bad')
+        assert r.returncode == 2 and msg in r.stderr, r.stderr[-1000:]
