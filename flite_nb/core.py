@@ -9,9 +9,9 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['get_device', 'cpu_has_bf16', 'autocast_dtype', 'pick_threads', 'seed_everything', 'rng_state', 'set_rng_state',
-           'ConfigError', 'config_to_dict', 'config_from_dict', 'apply_overrides', 'save_config', 'load_config',
-           'show_config', 'count_params', 'human']
+__all__ = ['get_device', 'cpu_has_bf16', 'autocast_dtype', 'pick_threads', 'num_threads', 'seed_everything', 'rng_state',
+           'set_rng_state', 'ConfigError', 'config_to_dict', 'config_from_dict', 'apply_overrides', 'save_config',
+           'load_config', 'show_config', 'count_params', 'human']
 
 # %% ../nbs/00_core.ipynb #bac69617
 import numpy as np
@@ -59,6 +59,13 @@ def pick_threads(max_threads: int, reps: int = 6, size: int = 384, margin: float
     torch.set_num_threads(n)
     return n, times
 
+# %% ../nbs/00_core.ipynb #381269a8
+class num_threads:
+    "Context manager: run torch with `n` intra-op threads, then restore (a tiny model only loses from threads on a busy CPU)."
+    def __init__(self, n: int): self.n = n
+    def __enter__(self): self.old = torch.get_num_threads(); torch.set_num_threads(self.n); return self
+    def __exit__(self, *exc): torch.set_num_threads(self.old)
+
 # %% ../nbs/00_core.ipynb #dd4fce00
 def seed_everything(seed: int) -> torch.Generator:
     "Seed Python, NumPy and torch (all devices); return a CPU generator seeded the same way."
@@ -94,19 +101,16 @@ def config_to_dict(cfg) -> dict:
     return conv(cfg)
 
 # %% ../nbs/00_core.ipynb #e9d156b2
-def _is_optional(tp): return typing.get_origin(tp) in (typing.Union, getattr(__import__('types'), 'UnionType', None)) and type(None) in typing.get_args(tp)
-
 def _coerce(tp, v, key):
     "Check (and gently convert) value `v` against annotation `tp`."
     if tp is typing.Any: return v
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, getattr(__import__('types'), 'UnionType', None)):
         if v is None and type(None) in args: return None
-        errs = []
         for a in args:
             if a is type(None): continue
             try: return _coerce(a, v, key)
-            except ConfigError as e: errs.append(str(e))
+            except ConfigError: pass
         raise ConfigError(f"{key}: {v!r} does not match {tp}")
     if origin is typing.Literal:
         if v not in args: raise ConfigError(f"{key}: {v!r} is not one of {list(args)}")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/51_evaluation.ipynb #94af9114
 from __future__ import annotations
-import argparse, hashlib, json, math, random, sys, time
+import argparse, hashlib, json, math, random, sys, time, warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 # %% ../nbs/51_evaluation.ipynb #20d5ae0f
-from .core import ConfigError, config_to_dict, config_from_dict, seed_everything
-from .flow import interpolate, velocity_target, flow_loss, num_threads
+from .core import num_threads, ConfigError, config_to_dict, config_from_dict, seed_everything
+from .flow import interpolate, velocity_target, flow_loss
 from .data import (curate_glyphs, render_glyph, render_scene, Scene, COLOURS, POSITIONS, OpenMojiScenes, OpenMojiConfig,
                    split_glyphs, glyph_phrase, pil_to_tensor, tensor_to_pil, heldout_pair, _apart)
 
@@ -394,7 +394,11 @@ def run_data_config(pipeline_dir: str | Path | None) -> OpenMojiConfig:
     p = Path(pipeline_dir)
     for f in (p.parent / 'config.json', p / 'train_config.json'):
         if f.exists():
-            d = json.loads(f.read_text()).get('data', {}).get('openmoji')
+            data = json.loads(f.read_text()).get('data', {})
+            if data.get('path'):
+                warnings.warn(f"{p} was trained on {data['path']}, not on OpenMoji scenes: scores on OpenMoji prompts measure "
+                              f"transfer to another domain, not how well it learned its data", stacklevel=2)
+            d = data.get('openmoji')
             if isinstance(d, dict): return config_from_dict(OpenMojiConfig, d)
     s = p / 'sampling.json'
     if s.exists():
@@ -544,8 +548,8 @@ def format_table(rows: list[dict], keys: tuple[str, ...] = ('size', 'method', 'a
     return '\n'.join(lines)
 
 # %% ../nbs/51_evaluation.ipynb #20dd3ea1
-def evaluate_main(argv: list[str] | None = None) -> dict:
-    "The `python -m flite_nb.evaluation` command."
+def evaluate_main(argv: list[str] | None = None) -> int:
+    "The `python -m flite_nb.evaluation` command (also `flite-eval`); returns the exit code."
     ap = argparse.ArgumentParser(prog='python -m flite_nb.evaluation', description='Evaluate a flite_nb pipeline folder on OpenMoji prompts.')
     ap.add_argument('--pipeline', required=True, help='pipeline folder (runs/X/pipeline)')
     ap.add_argument('--n', type=int, default=16, help='prompts per set')
@@ -577,8 +581,8 @@ def evaluate_main(argv: list[str] | None = None) -> dict:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(m, indent=1))
         print(f"wrote {a.out}")
-    return m
+    return 0
 
 # %% ../nbs/51_evaluation.ipynb #54f79da0
 #| eval: false
-if __name__ == '__main__' and 'ipykernel' not in sys.modules: evaluate_main()
+if __name__ == '__main__' and 'ipykernel' not in sys.modules: sys.exit(evaluate_main())

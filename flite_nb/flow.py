@@ -4,15 +4,15 @@
 
 # %% ../nbs/10_rectified_flow.ipynb #0f285958
 from __future__ import annotations
-import argparse, json, math, time
+import argparse, json, math, sys, time
 from pathlib import Path
 from typing import Callable, Sequence
 
 # %% auto #0
-__all__ = ['VelocityFn', 'CONVENTIONS', 'interpolate', 'velocity_target', 'flow_loss', 'time_grid', 'check_grid', 'sample_euler',
-           'sample_heun', 'cfg_combine', 'fixed_timesteps', 'validation_loss', 'to_library_time', 'from_library_time',
-           'to_library_velocity', 'from_library_velocity', 'as_library_v_fn', 'toy_data', 'ToyVelocity', 'num_threads',
-           'train_toy', 'energy_distance', 'near_data_fraction', 'straightness', 'run_toy', 'main']
+__all__ = ['VelocityFn', 'CONVENTIONS', 'from_library_time', 'from_library_velocity', 'interpolate', 'velocity_target',
+           'flow_loss', 'time_grid', 'check_grid', 'sample_euler', 'sample_heun', 'cfg_combine', 'fixed_timesteps',
+           'validation_loss', 'to_library_time', 'to_library_velocity', 'as_library_v_fn', 'toy_data', 'ToyVelocity',
+           'train_toy', 'energy_distance', 'near_data_fraction', 'straightness', 'plot_toy', 'run_toy', 'main']
 
 # %% ../nbs/10_rectified_flow.ipynb #1c355e6b
 import torch
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 import torch.distributed as dist
 
 # %% ../nbs/10_rectified_flow.ipynb #b496695f
-from .core import seed_everything
+from .core import seed_everything, num_threads
 
 # %% ../nbs/10_rectified_flow.ipynb #c82ca39e
 def _bcast(t: torch.Tensor | float, x: torch.Tensor, name: str = 't', check: bool = True) -> torch.Tensor:
@@ -162,20 +162,15 @@ def _conv(convention: str) -> str:
     return convention
 
 def to_library_time(t, convention: str):
-    "A time in `convention` as the library's noise-time t (t=1 noise)."
-    return 1 - t if _conv(convention) == 'lumina' else t
-
-def from_library_time(t, convention: str):
-    "The library's noise-time `t` expressed in `convention` (Lumina: data-time s = 1 - t)."
+    "A time in `convention` as the library's noise-time t (t=1 noise); Lumina's data-time s = 1 - t."
     return 1 - t if _conv(convention) == 'lumina' else t
 
 def to_library_velocity(v: torch.Tensor, convention: str) -> torch.Tensor:
-    "A network output in `convention` as the library's v = eps - x."
+    "A network output in `convention` as the library's v = eps - x (F Lite and Lumina predict x - eps)."
     return -v if _conv(convention) in ('flite', 'lumina') else v
 
-def from_library_velocity(v: torch.Tensor, convention: str) -> torch.Tensor:
-    "The library's v = eps - x as the output `convention` expects."
-    return -v if _conv(convention) in ('flite', 'lumina') else v
+# both maps are their own inverses (t -> 1 - t, v -> -v): one body each, two names for the two directions
+from_library_time, from_library_velocity = to_library_time, to_library_velocity
 
 def as_library_v_fn(fn: VelocityFn, convention: str) -> VelocityFn:
     "Wrap a velocity model `fn(x, time)` written in `convention` as a library `v_fn(x_t, t)`."
@@ -212,13 +207,6 @@ class ToyVelocity(nn.Module):
     def forward(self, x, t):
         tf = t.float()[:, None] * self.freqs
         return self.net(torch.cat([x.float(), t.float()[:, None], tf.sin(), tf.cos()], 1)).to(x.dtype)
-
-# %% ../nbs/10_rectified_flow.ipynb #6519eab3
-class num_threads:
-    "Context manager: run torch with `n` intra-op threads, then restore (a tiny MLP only loses from threads on a busy CPU)."
-    def __init__(self, n: int): self.n = n
-    def __enter__(self): self.old = torch.get_num_threads(); torch.set_num_threads(self.n); return self
-    def __exit__(self, *exc): torch.set_num_threads(self.old)
 
 # %% ../nbs/10_rectified_flow.ipynb #2fb02527
 def train_toy(model: nn.Module, kind: str = 'moons', steps: int = 3000, batch: int = 512, lr: float = 3e-3,
@@ -261,14 +249,25 @@ def straightness(v_fn: VelocityFn, x1: torch.Tensor, n: int = 64) -> dict:
     ratio = (traj[1:] - traj[:-1]).flatten(2).norm(dim=2).sum() / chord.flatten(1).norm(dim=1).sum().clamp_min(1e-12)
     return dict(t=ts[:-1], S_t=dev, S=dev.mean().item(), length_ratio=ratio.item())
 
+# %% ../nbs/10_rectified_flow.ipynb #81ba8894
+def plot_toy(data: torch.Tensor, samples: torch.Tensor, traj: torch.Tensor):
+    "Data, samples and 60 trajectories side by side (a `matplotlib.figure.Figure`: no pyplot, so no backend is switched)."
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(9, 3)); axs = fig.subplots(1, 3)
+    axs[0].scatter(*data.T, s=1); axs[0].set_title('data')
+    axs[1].scatter(*samples.T, s=1, c='C1'); axs[1].set_title('samples (Euler 32)')
+    for k in range(60): axs[2].plot(*traj[:, k].T, lw=0.6, c='gray')
+    axs[2].scatter(*traj[-1, :60].T, s=4, c='C1'); axs[2].set_title('trajectories')
+    for ax in axs: ax.set_xlim(-2.5, 2.5); ax.set_ylim(-2.5, 2.5); ax.set_aspect('equal')
+    fig.tight_layout()
+    return fig
+
 # %% ../nbs/10_rectified_flow.ipynb #e44c8e93
 def run_toy(out: str | Path, steps: int = 3000, seed: int = 0, data: str = 'moons', n_eval: int = 2000) -> dict:
     "Train the 2D toy, write `samples.png` and `metrics.json` under `out`, return the metrics."
     with num_threads(1): return _run_toy(out, steps, seed, data, n_eval)
 
 def _run_toy(out, steps, seed, data, n_eval):
-    import matplotlib; matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
     if steps < 1: raise ValueError(f"steps must be >= 1, got {steps}")
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     gen = seed_everything(seed)
@@ -295,13 +294,7 @@ def _run_toy(out, steps, seed, data, n_eval):
                    data_vs_data=energy_distance(toy_data(data, n_eval, ge), data_eval),
                    straightness=st['S'], length_ratio=st['length_ratio'])
     (out / 'metrics.json').write_text(json.dumps(metrics, indent=2))
-    fig, axs = plt.subplots(1, 3, figsize=(9, 3))
-    axs[0].scatter(*data_eval.T, s=1); axs[0].set_title('data')
-    axs[1].scatter(*samples.T, s=1, c='C1'); axs[1].set_title('samples (Euler 32)')
-    for k in range(60): axs[2].plot(*traj[:, k].T, lw=0.6, c='gray')
-    axs[2].scatter(*traj[-1, :60].T, s=4, c='C1'); axs[2].set_title('trajectories')
-    for ax in axs: ax.set_xlim(-2.5, 2.5); ax.set_ylim(-2.5, 2.5); ax.set_aspect('equal')
-    fig.tight_layout(); fig.savefig(out / 'samples.png', dpi=80); plt.close(fig)
+    plot_toy(data_eval, samples, traj).savefig(out / 'samples.png', dpi=80)
     return metrics
 
 def _summary(m: dict) -> str:
@@ -313,8 +306,8 @@ def _summary(m: dict) -> str:
     lines.append(f"straightness S {m['straightness']:.3f}, path length / chord {m['length_ratio']:.3f}")
     return '\n'.join(lines)
 
-def main(argv: Sequence[str] | None = None):
-    "Command line: train the 2D rectified-flow toy and write its plots and metrics."
+def main(argv: Sequence[str] | None = None) -> int:
+    "Command line (`python -m flite_nb.flow`, `flite-toy`): train the 2D rectified-flow toy and write its plots and metrics."
     p = argparse.ArgumentParser(prog='python -m flite_nb.flow', description=main.__doc__)
     p.add_argument('--out', default='runs/toy', help='output folder')
     p.add_argument('--steps', type=int, default=3000, help='training steps')
@@ -323,8 +316,8 @@ def main(argv: Sequence[str] | None = None):
     a = p.parse_args(argv)
     m = run_toy(a.out, steps=a.steps, seed=a.seed, data=a.data)
     print(_summary(m)); print(f"wrote {Path(a.out) / 'samples.png'} and {Path(a.out) / 'metrics.json'}")
-    return m
+    return 0
 
 # %% ../nbs/10_rectified_flow.ipynb #678b19e5
 #| eval: false
-if __name__ == '__main__': main()
+if __name__ == '__main__': sys.exit(main())

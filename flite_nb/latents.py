@@ -120,6 +120,16 @@ class LatentConfig:
     vae_dtype: typing.Literal['fp32', 'bf16', 'fp16'] = 'fp32'
     sample: bool = False  # flux_vae: sample the posterior instead of taking its mean
 
+    @property
+    def channels(self) -> int:
+        "Latent channels: 3 x unshuffle^2 for pixels, the Flux VAE's 16."
+        return 3 * self.unshuffle ** 2 if self.kind == 'pixel' else FLUX_VAE_CHANNELS
+
+    @property
+    def downsample(self) -> int:
+        "Pixels per latent cell: `unshuffle` for pixels, 8 for the Flux VAE (its three 2x down-blocks)."
+        return self.unshuffle if self.kind == 'pixel' else 8
+
 def make_latent_space(cfg: LatentConfig | None = None) -> LatentSpace:
     "Build the latent space described by `cfg`."
     cfg = cfg or LatentConfig()

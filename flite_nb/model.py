@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
+from fastcore.basics import patch
 from .core import ConfigError, config_from_dict, config_to_dict, save_config, load_config, count_params, human
 from .rope import RopeConfig, rope_2d, with_prefix, attention_logit_scale
 from .attention import (RMSNorm, QKNorm, SelfAttention, CrossAttention, ValueMix, attention, apply_rope,
@@ -127,21 +128,29 @@ class DiTConfig:
         if self.block == 'mmdit' and self.cross_gate: raise ConfigError("cross_gate applies to block='cross' only")
         self.rope_config  # validates the RoPE fields
 
-    @property
-    def head_dim(self) -> int: return self.dim // self.heads
-    @property
-    def rope_config(self) -> RopeConfig:
-        return RopeConfig(head_dim=self.head_dim, base=self.rope_base, layout=self.rope_layout, method=self.rope_method,
-                          train_hw=self.rope_train_hw)
-    @property
-    def mlp_hidden(self) -> int:
-        h = self.mlp_ratio * self.dim
-        return int(2 * h / 3) if self.mlp == 'swiglu' else int(h)
-    @property
-    def n_mod(self) -> int:
-        "Modulation vectors per block (3 branches x the enabled of shift, scale, gate)."
-        per = self.mod_shift + self.mod_scale + self.mod_gate
-        return (2 if self.block == 'mmdit' else 3) * per
+# %% ../nbs/23_model.ipynb #bf667217
+@patch(as_prop=True)
+def head_dim(self: DiTConfig) -> int:
+    "Channels per attention head."
+    return self.dim // self.heads
+
+@patch(as_prop=True)
+def rope_config(self: DiTConfig) -> RopeConfig:
+    "The `RopeConfig` of this model's attention heads."
+    return RopeConfig(head_dim=self.head_dim, base=self.rope_base, layout=self.rope_layout, method=self.rope_method,
+                      train_hw=self.rope_train_hw)
+
+@patch(as_prop=True)
+def mlp_hidden(self: DiTConfig) -> int:
+    "Hidden width of the block MLP (2/3 of it for SwiGLU, which has three matrices)."
+    h = self.mlp_ratio * self.dim
+    return int(2 * h / 3) if self.mlp == 'swiglu' else int(h)
+
+@patch(as_prop=True)
+def n_mod(self: DiTConfig) -> int:
+    "Modulation vectors per block (3 branches x the enabled of shift, scale, gate)."
+    per = self.mod_shift + self.mod_scale + self.mod_gate
+    return (2 if self.block == 'mmdit' else 3) * per
 
 # %% ../nbs/23_model.ipynb #4d15a2fe
 class SwiGLU(nn.Module):
@@ -304,113 +313,133 @@ class FLiteDiT(nn.Module):
         self.final_proj = nn.Linear(d, cfg.patch ** 2 * cfg.in_channels)
         self.reset_parameters()
 
-    @torch.no_grad()
-    def reset_parameters(self):
-        "DiT-style init: xavier linears, zero biases; zero adaLN, zero LoRA-up, zero final layer (output 0 at init)."
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None: nn.init.zeros_(m.bias)
-        w = self.patch_embed.patch_proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1)); nn.init.zeros_(self.patch_embed.patch_proj.bias)
-        for m in self.time_embed[::2]: nn.init.normal_(m.weight, std=0.02)
-        nn.init.normal_(self.register_tokens, std=0.02)
-        for name, p in self.named_parameters():
-            if 'adaLN_modulation' in name or 'adaLN_global' in name or name.endswith('adaLN_lora.2.weight'): nn.init.zeros_(p)
-        for p in (*self.final_modulation.parameters(), *self.final_proj.parameters()): nn.init.zeros_(p)
+# %% ../nbs/23_model.ipynb #22ac6bbe
+@patch
+@torch.no_grad()
+def reset_parameters(self: FLiteDiT):
+    "DiT-style init: xavier linears, zero biases; zero adaLN, zero LoRA-up, zero final layer (output 0 at init)."
+    for m in self.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None: nn.init.zeros_(m.bias)
+    w = self.patch_embed.patch_proj.weight
+    nn.init.xavier_uniform_(w.view(w.shape[0], -1)); nn.init.zeros_(self.patch_embed.patch_proj.bias)
+    for m in self.time_embed[::2]: nn.init.normal_(m.weight, std=0.02)
+    nn.init.normal_(self.register_tokens, std=0.02)
+    for name, p in self.named_parameters():
+        if 'adaLN_modulation' in name or 'adaLN_global' in name or name.endswith('adaLN_lora.2.weight'): nn.init.zeros_(p)
+    for p in (*self.final_modulation.parameters(), *self.final_proj.parameters()): nn.init.zeros_(p)
 
-    # ---- inputs -------------------------------------------------------------------------------------------
-    def _check(self, x, t, context, context_mask, hw):
-        cfg, p = self.cfg, self.cfg.patch
-        if x.dim() == 4:
-            B, C, H, W = x.shape
-            if C != cfg.in_channels: raise ValueError(f"x has {C} channels, the model expects in_channels={cfg.in_channels}")
-            if H % p or W % p: raise ValueError(f"image size {H}x{W} must be divisible by the patch size {p}")
-        elif x.dim() == 3:
-            B = x.shape[0]
-            if x.shape[-1] != p * p * cfg.in_channels: raise ValueError(f"packed tokens must have p*p*C = {p * p * cfg.in_channels} features, got {x.shape[-1]}")
-            if hw is None: raise ValueError("packed tokens (B, L, p*p*C) need hw, the (B, 2) patch grid of each sample")
-            if hw.shape != (B, 2): raise ValueError(f"hw must have shape (B, 2) = ({B}, 2), got {tuple(hw.shape)}")
-            if int((hw[:, 0] * hw[:, 1]).max()) > x.shape[1]: raise ValueError(f"hw has more patches than the {x.shape[1]} tokens given")
-        else: raise ValueError(f"x must be (B, C, H, W) images or (B, L, p*p*C) packed tokens, got shape {tuple(x.shape)}")
-        if context.dim() != 3 or context.shape[0] != B: raise ValueError(f"context must be (B, S, text_dim) with B = {B}, got {tuple(context.shape)}")
-        if context.shape[-1] != cfg.text_dim: raise ValueError(f"context width must be text_dim={cfg.text_dim}, got {context.shape[-1]}")
-        if context_mask is not None and (context_mask.shape != context.shape[:2] or context_mask.dtype != torch.bool):
-            raise ValueError(f"context_mask must be a bool tensor of shape (B, S) = {tuple(context.shape[:2])}, got {context_mask.dtype} {tuple(context_mask.shape)}")
-        t = torch.as_tensor(t, dtype=torch.float32, device=x.device)
-        if t.dim() == 0: t = t.expand(B)
-        if t.shape != (B,): raise ValueError(f"t must be a scalar or have shape (B,) = ({B},), got {tuple(t.shape)}")
-        return t
+# %% ../nbs/23_model.ipynb #40ddd118
+@patch
+def _check(self: FLiteDiT, x, t, context, context_mask, hw):
+    "Validate the inputs of `forward`; returns t as a (B,) float32 tensor."
+    cfg, p = self.cfg, self.cfg.patch
+    if x.dim() == 4:
+        B, C, H, W = x.shape
+        if C != cfg.in_channels: raise ValueError(f"x has {C} channels, the model expects in_channels={cfg.in_channels}")
+        if H % p or W % p: raise ValueError(f"image size {H}x{W} must be divisible by the patch size {p}")
+    elif x.dim() == 3:
+        B = x.shape[0]
+        if x.shape[-1] != p * p * cfg.in_channels: raise ValueError(f"packed tokens must have p*p*C = {p * p * cfg.in_channels} features, got {x.shape[-1]}")
+        if hw is None: raise ValueError("packed tokens (B, L, p*p*C) need hw, the (B, 2) patch grid of each sample")
+        if hw.shape != (B, 2): raise ValueError(f"hw must have shape (B, 2) = ({B}, 2), got {tuple(hw.shape)}")
+        if int((hw[:, 0] * hw[:, 1]).max()) > x.shape[1]: raise ValueError(f"hw has more patches than the {x.shape[1]} tokens given")
+    else: raise ValueError(f"x must be (B, C, H, W) images or (B, L, p*p*C) packed tokens, got shape {tuple(x.shape)}")
+    if context.dim() != 3 or context.shape[0] != B: raise ValueError(f"context must be (B, S, text_dim) with B = {B}, got {tuple(context.shape)}")
+    if context.shape[-1] != cfg.text_dim: raise ValueError(f"context width must be text_dim={cfg.text_dim}, got {context.shape[-1]}")
+    if context_mask is not None and (context_mask.shape != context.shape[:2] or context_mask.dtype != torch.bool):
+        raise ValueError(f"context_mask must be a bool tensor of shape (B, S) = {tuple(context.shape[:2])}, got {context_mask.dtype} {tuple(context_mask.shape)}")
+    t = torch.as_tensor(t, dtype=torch.float32, device=x.device)
+    if t.dim() == 0: t = t.expand(B)
+    if t.shape != (B,): raise ValueError(f"t must be a scalar or have shape (B,) = ({B},), got {tuple(t.shape)}")
+    return t
 
-    def _rope(self, hw, L, token_keep, device):
-        "RoPE tables for the image tokens (shared (L, hd/2) or per sample (B, L, hd/2)), registers prepended."
-        rc, R = self.cfg.rope_config, self.cfg.n_registers
-        if hw.dim() == 1:  # dense: one grid
-            cos, sin = rope_2d(int(hw[0]), int(hw[1]), rc, 0, device)
-        else:              # packed: one table per sample, identity rows on padding
-            cs = [rope_2d(h, w, rc, 0, device) for h, w in hw.tolist()]
-            cos = torch.stack([F.pad(c, (0, 0, 0, L - c.shape[0]), value=1.) for c, _ in cs])
-            sin = torch.stack([F.pad(s, (0, 0, 0, L - s.shape[0])) for _, s in cs])
-        if token_keep is not None: cos, sin = gather_tokens(cos, token_keep), gather_tokens(sin, token_keep)
-        return with_prefix(cos, sin, R)
+# %% ../nbs/23_model.ipynb #20b30af9
+@patch
+def _rope(self: FLiteDiT, hw, L, token_keep, device):
+    "RoPE tables for the image tokens (shared (L, hd/2) or per sample (B, L, hd/2)), registers prepended."
+    rc, R = self.cfg.rope_config, self.cfg.n_registers
+    if hw.dim() == 1:  # dense: one grid
+        cos, sin = rope_2d(int(hw[0]), int(hw[1]), rc, 0, device)
+    else:              # packed: one table per sample, identity rows on padding
+        cs = [rope_2d(h, w, rc, 0, device) for h, w in hw.tolist()]
+        cos = torch.stack([F.pad(c, (0, 0, 0, L - c.shape[0]), value=1.) for c, _ in cs])
+        sin = torch.stack([F.pad(s, (0, 0, 0, L - s.shape[0])) for _, s in cs])
+    if token_keep is not None: cos, sin = gather_tokens(cos, token_keep), gather_tokens(sin, token_keep)
+    return with_prefix(cos, sin, R)
 
-    def _logit_scale(self, hw):
-        cfg = self.cfg
-        if cfg.attn_scale == 'none': return None
-        Lt = cfg.rope_train_hw[0] * cfg.rope_train_hw[1]
-        if hw.dim() == 1: return attention_logit_scale(int(hw[0] * hw[1]), Lt, cfg.attn_scale)
-        return torch.tensor([attention_logit_scale(h * w, Lt, cfg.attn_scale) for h, w in hw.tolist()], device=hw.device)
+@patch
+def _logit_scale(self: FLiteDiT, hw):
+    "The `cfg.attn_scale` logit multiplier at grid `hw` (a float, or (B,) for packed grids); None when off."
+    cfg = self.cfg
+    if cfg.attn_scale == 'none': return None
+    Lt = cfg.rope_train_hw[0] * cfg.rope_train_hw[1]
+    if hw.dim() == 1: return attention_logit_scale(int(hw[0] * hw[1]), Lt, cfg.attn_scale)
+    return torch.tensor([attention_logit_scale(h * w, Lt, cfg.attn_scale) for h, w in hw.tolist()], device=hw.device)
 
-    # ---- forward ------------------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, t: torch.Tensor | float, context: torch.Tensor, context_mask: torch.Tensor | None = None,
-                *, hw: torch.Tensor | None = None, token_keep: torch.Tensor | None = None,
-                logit_scale: float | torch.Tensor | None = None) -> torch.Tensor:
-        "Velocity v = eps - x: (B, C, H, W) for dense input, else tokens (B, L or L_keep, p*p*C)."
-        cfg, p, R = self.cfg, self.cfg.patch, self.cfg.n_registers
-        t = self._check(x, t, context, context_mask, hw)
-        dense = x.dim() == 4
-        if dense:
-            H, W = x.shape[-2:]
-            grid = torch.tensor([H // p, W // p])
-            tokens, key_mask = patchify(x, p), None
-        else:
-            grid, tokens = hw.to(x.device), x
-            key_mask = token_mask(grid, x.shape[1])
-            if bool(key_mask.all()): key_mask = None
-        B, L = tokens.shape[:2]
-        if token_keep is not None:
-            if token_keep.dim() != 2 or token_keep.shape[0] != B or token_keep.dtype != torch.long:
-                raise ValueError(f"token_keep must be a (B, L_keep) long tensor of kept token indices with B = {B}, got {token_keep.dtype} {tuple(token_keep.shape)}")
-            if int(token_keep.max()) >= L or int(token_keep.min()) < 0: raise ValueError(f"token_keep indices must lie in [0, {L})")
-            tokens = gather_tokens(tokens, token_keep)
-            if key_mask is not None: key_mask = torch.gather(key_mask, 1, token_keep)
-        rope = self._rope(grid, L, token_keep, x.device)
-        if logit_scale is None: logit_scale = self._logit_scale(grid)
-        if key_mask is not None and R: key_mask = torch.cat([key_mask.new_ones(B, R), key_mask], 1)
-        cmask = context_mask if cfg.text_mask else None
+# %% ../nbs/23_model.ipynb #4d1f9efa
+@patch
+def _tokens(self: FLiteDiT, x, hw, token_keep):
+    "Image tokens of `x`, the patch grid(s), the key padding mask, and the token count L before `token_keep`."
+    p = self.cfg.patch
+    if x.dim() == 4:
+        H, W = x.shape[-2:]
+        grid = torch.tensor([H // p, W // p])
+        tokens, key_mask = patchify(x, p), None
+    else:
+        grid, tokens = hw.to(x.device), x
+        key_mask = token_mask(grid, x.shape[1])
+        if bool(key_mask.all()): key_mask = None
+    B, L = tokens.shape[:2]
+    if token_keep is not None:
+        if token_keep.dim() != 2 or token_keep.shape[0] != B or token_keep.dtype != torch.long:
+            raise ValueError(f"token_keep must be a (B, L_keep) long tensor of kept token indices with B = {B}, got {token_keep.dtype} {tuple(token_keep.shape)}")
+        if int(token_keep.max()) >= L or int(token_keep.min()) < 0: raise ValueError(f"token_keep indices must lie in [0, {L})")
+        tokens = gather_tokens(tokens, token_keep)
+        if key_mask is not None: key_mask = torch.gather(key_mask, 1, token_keep)
+    return tokens, grid, key_mask, L
 
-        h = self.patch_embed(tokens)
-        h = torch.cat([self.register_tokens.expand(B, -1, -1).to(h.dtype), h], 1)
-        c = self.time_embed(timestep_embedding(t, cfg.dim))
-        shared = self.adaLN_global(c) if cfg.adaln != 'block' else None
-        ctx = self.context_embed(context) if cfg.block == 'mmdit' else context
-        v0 = None
-        for blk in self.blocks:
-            args = (c, shared, ctx, cmask, rope, key_mask, v0, logit_scale)
-            if cfg.block == 'mmdit':
-                (h, ctx), v = self._run(blk, h, *args[:2], ctx, *args[3:])
-            else: h, v = self._run(blk, h, *args)
-            if v0 is None and cfg.value_residual != 'none': v0 = v
-        h = h[:, R:]                                            # registers never reach the output
-        shift, scale = self.final_modulation(c).chunk(2, -1)
-        h = self.final_norm(h) * (1 + scale[:, None]) + shift[:, None]
-        out = self.final_proj(h)
-        return unpatchify(out, int(grid[0]), int(grid[1]), p) if dense and token_keep is None else out
+@patch
+def _run(self: FLiteDiT, blk, h, *args):
+    "Block `blk` on `h`, recomputed in the backward pass when `cfg.grad_checkpoint` is set."
+    if self.cfg.grad_checkpoint and self.training and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(blk, h, *args, use_reentrant=False)
+    return blk(h, *args)
 
-    def _run(self, blk, h, *args):
-        if self.cfg.grad_checkpoint and self.training and torch.is_grad_enabled():
-            return torch.utils.checkpoint.checkpoint(blk, h, *args, use_reentrant=False)
-        return blk(h, *args)
+# %% ../nbs/23_model.ipynb #9c1630a3
+@patch
+def forward(self: FLiteDiT, x: torch.Tensor, t: torch.Tensor | float, context: torch.Tensor,
+            context_mask: torch.Tensor | None = None, *, hw: torch.Tensor | None = None,
+            token_keep: torch.Tensor | None = None, logit_scale: float | torch.Tensor | None = None) -> torch.Tensor:
+    "Velocity v = eps - x: (B, C, H, W) for dense input, else tokens (B, L or L_keep, p*p*C)."
+    cfg, p, R = self.cfg, self.cfg.patch, self.cfg.n_registers
+    t = self._check(x, t, context, context_mask, hw)
+    dense = x.dim() == 4
+    tokens, grid, key_mask, L = self._tokens(x, hw, token_keep)
+    B = tokens.shape[0]
+    rope = self._rope(grid, L, token_keep, x.device)
+    if logit_scale is None: logit_scale = self._logit_scale(grid)
+    if key_mask is not None and R: key_mask = torch.cat([key_mask.new_ones(B, R), key_mask], 1)
+    cmask = context_mask if cfg.text_mask else None
+
+    h = self.patch_embed(tokens)
+    h = torch.cat([self.register_tokens.expand(B, -1, -1).to(h.dtype), h], 1)
+    c = self.time_embed(timestep_embedding(t, cfg.dim))
+    shared = self.adaLN_global(c) if cfg.adaln != 'block' else None
+    ctx = self.context_embed(context) if cfg.block == 'mmdit' else context
+    v0 = None
+    for blk in self.blocks:
+        args = (c, shared, ctx, cmask, rope, key_mask, v0, logit_scale)
+        if cfg.block == 'mmdit':
+            (h, ctx), v = self._run(blk, h, *args[:2], ctx, *args[3:])
+        else: h, v = self._run(blk, h, *args)
+        if v0 is None and cfg.value_residual != 'none': v0 = v
+    h = h[:, R:]                                            # registers never reach the output
+    shift, scale = self.final_modulation(c).chunk(2, -1)
+    h = self.final_norm(h) * (1 + scale[:, None]) + shift[:, None]
+    out = self.final_proj(h)
+    return unpatchify(out, int(grid[0]), int(grid[1]), p) if dense and token_keep is None else out
 
 # %% ../nbs/23_model.ipynb #ba140d04
 @torch.no_grad()

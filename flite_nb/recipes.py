@@ -170,6 +170,8 @@ class DataConfig:
             raise ConfigError(f"data.source={self.source!r} but data.path {self.path} is {k} data; drop data.source to infer it")
         return k
 
+
+# %% ../nbs/44_recipes.ipynb #0963376d
 @dataclass
 class ValConfig:
     "Validation loss at fixed timesteps and sample grids."
@@ -191,8 +193,11 @@ class ValConfig:
             if getattr(self, k) < 1: raise ConfigError(f"val.{k} must be >= 1, got {getattr(self, k)}")
         if not (math.isfinite(self.cfg_scale) and self.cfg_scale >= 0): raise ConfigError(f"val.cfg_scale must be finite and >= 0, got {self.cfg_scale}")
 
+
+# %% ../nbs/44_recipes.ipynb #a32a9f65
 @dataclass
 class CheckpointConfig:
+    "When to save, how many to keep, and whether to export safetensors weights with each."
     every: int = 500                 # steps between checkpoints (0: only at the end and on SIGTERM)
     keep: int = 2                    # keep the last k
     export: bool = True              # also write model.safetensors (+ ema.safetensors) in each checkpoint
@@ -203,6 +208,7 @@ class CheckpointConfig:
 
 @dataclass
 class DistConfig:
+    "How the model is spread over processes: DDP or FSDP2, compile, resharding."
     strategy: Literal['auto', 'ddp', 'fsdp'] = 'auto'   # auto: DDP when world > 1
     compile: bool = False            # torch.compile each block
     reshard_after_forward: bool = True
@@ -236,8 +242,7 @@ class TrainConfig:
     def __post_init__(self):
         if not self.stages: raise ConfigError("stages is empty: a recipe needs at least one stage")
         lat = self.latents
-        ch = 3 * lat.unshuffle ** 2 if lat.kind == 'pixel' else 16
-        down = lat.unshuffle if lat.kind == 'pixel' else 8
+        ch, down = lat.channels, lat.downsample
         if self.model.in_channels != ch:   # derived, not chosen: the latent space fixes it
             self.model = replace(self.model, in_channels=ch)
         unit = down * self.model.patch
@@ -253,7 +258,7 @@ class TrainConfig:
     @property
     def unit(self) -> int:
         "Pixels per token side: latent downsample x patch."
-        return (self.latents.unshuffle if self.latents.kind == 'pixel' else 8) * self.model.patch
+        return self.latents.downsample * self.model.patch
 
     @property
     def total_steps(self) -> int: return sum(s.steps for s in self.stages)

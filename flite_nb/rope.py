@@ -27,7 +27,7 @@ class RopeConfig:
     "Rotary embedding settings; frozen (hashable) so that tables can be cached by config."
     head_dim: int = 64
     base: float = 10000.0
-    layout: Literal['split_half', 'interleaved'] = 'split_half'  # split_half = released F Lite; interleaved = FiT/Lumina
+    layout: Literal['split_half', 'interleaved'] = 'split_half'  # split_half = released F Lite; interleaved = FiT (Lumina-Next: other pair order)
     method: RopeMethod = 'none'
     train_hw: tuple[int, ...] | None = None  # training grid in patches, (h, w) for 2D or (L,) for 1D
     beta_fast: float = 32.0        # YaRN: pairs turning more than beta_fast times over the training length keep their frequency
@@ -196,7 +196,7 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, layout: str = 'split_half') 
         x1, x2 = xf.chunk(2, -1)
         y = torch.cat([x1 * c + x2 * s, x2 * c - x1 * s], -1)
     elif layout == 'interleaved':
-        # FiT/Lumina: pair (2i, 2i+1) as a complex number times e^{i angle}
+        # FiT: pair (2i, 2i+1) as a complex number times e^{i angle} (Lumina-Next too, with another pair order)
         xe, xo = xf[..., 0::2], xf[..., 1::2]
         y = torch.stack([xe * c - xo * s, xe * s + xo * c], -1).flatten(-2)
     else: raise ValueError(f"layout must be 'split_half' or 'interleaved', got {layout!r}")
@@ -227,10 +227,11 @@ def fitv2_qk_scale(L: float, L_train: float) -> float:
     return 1.0 if 2 * L / L_train <= 1 else math.sqrt(math.log(2 * L) / math.log(L_train))
 
 def attention_logit_scale(L: float, L_train: float, kind: str = 'none', **kw) -> float:
-    "Multiplier on the softmax logits for length `L` vs training length `L_train` ('none', 'proportional', 'fitv2', 'fitv2_paper')."
+    "Logit multiplier at length `L` vs `L_train`: 'none', 'proportional' (Lumina), 'fitv2' (FiT code), 'fitv2_paper' (not eq. 15)."
     if L <= 0 or L_train <= 1: raise ValueError(f"need L > 0 and L_train > 1, got L={L}, L_train={L_train}")
     if kind == 'none': return 1.0
     if kind == 'proportional': return math.sqrt(math.log(L) / math.log(L_train))  # Lumina: sqrt(log_{L_train} L)
     if kind == 'fitv2': return fitv2_qk_scale(L, L_train) ** 2  # lambda on q and on k -> lambda^2 on the logits
+    # 'fitv2_paper' is a ratio of logs, not FiTv2's eq. 15 (max(1, sqrt(log(L / L_train)))); name kept for old configs
     if kind == 'fitv2_paper': return max(math.log(L) / math.log(L_train), 1.0)
     raise ValueError(f"kind must be 'none', 'proportional', 'fitv2' or 'fitv2_paper', got {kind!r}")

@@ -17,6 +17,7 @@ __all__ = ['EXTRAPOLATION_METHODS', 'ATTN_SCALES', 'SamplingConfig', 'sampling_c
 # %% ../nbs/50_sampling.ipynb #e4265d1f
 import torch
 from PIL import Image
+from fastcore.basics import patch
 
 # %% ../nbs/50_sampling.ipynb #3dab149c
 from .core import ConfigError, config_from_dict, config_to_dict, save_config, load_config, get_device, autocast_dtype
@@ -154,65 +155,70 @@ class FlitePipeline:
             raise ConfigError(f"the model expects text_dim={model.cfg.text_dim} but the text encoder gives {text_encoder.width}")
         self.check_size(self.config.height, self.config.width)
 
-    @property
-    def unit(self) -> int:
-        "Height and width must be multiples of this: patch size x latent downsample."
-        return self.model.cfg.patch * self.latents.downsample
 
-    @property
-    def train_grid(self) -> tuple[int, int]:
-        "The training grid in patches (the model's `rope_train_hw`, else the default size): extrapolation's reference."
-        return self.model.cfg.rope_train_hw or (self.config.height // self.unit, self.config.width // self.unit)
+# %% ../nbs/50_sampling.ipynb #03c3bb52
+@patch(as_prop=True)
+def unit(self: FlitePipeline) -> int:
+    "Height and width must be multiples of this: patch size x latent downsample."
+    return self.model.cfg.patch * self.latents.downsample
 
-    def check_size(self, height: int, width: int):
-        "Raise a clear error unless `height` x `width` can be sampled."
-        u = self.unit
-        if not (isinstance(height, int) and isinstance(width, int)) or height < u or width < u or height % u or width % u:
-            raise ValueError(f"height and width must be positive multiples of {u} (patch {self.model.cfg.patch} x latent "
-                             f"downsample {self.latents.downsample}), got {height}x{width}; e.g. {max(u, round(height / u) * u)}x{max(u, round(width / u) * u)}")
+# %% ../nbs/50_sampling.ipynb #84537890
+@patch(as_prop=True)
+def train_grid(self: FlitePipeline) -> tuple[int, int]:
+    "The training grid in patches (the model's `rope_train_hw`, else the default size): extrapolation's reference."
+    return self.model.cfg.rope_train_hw or (self.config.height // self.unit, self.config.width // self.unit)
 
-    def time_grid(self, steps: int | None = None, height: int | None = None, width: int | None = None,
-                  shift: str | None = None, shift_value: float | None = None) -> torch.Tensor:
-        "The shifted decreasing grid 1 = t_0 > ... > t_N = 0 for an image of `height` x `width` pixels."
-        c = self.config
-        H, W = c.height if height is None else height, c.width if width is None else width
-        h, w = H // self.latents.downsample, W // self.latents.downsample
-        kind = shift or c.shift
-        if kind == 'flite_literal': raise ConfigError("shift 'flite_literal' cannot end a sampling grid at t=0; use 'flite'")
-        return shifted_time_grid(c.steps if steps is None else steps, kind, (h, w), c.shift_value if shift_value is None else shift_value,
-                                 c.base_size, self.model.cfg.patch)
+# %% ../nbs/50_sampling.ipynb #b7c23054
+@patch
+def check_size(self: FlitePipeline, height: int, width: int):
+    "Raise a clear error unless `height` x `width` can be sampled."
+    u = self.unit
+    if not (isinstance(height, int) and isinstance(width, int)) or height < u or width < u or height % u or width % u:
+        raise ValueError(f"height and width must be positive multiples of {u} (patch {self.model.cfg.patch} x latent "
+                         f"downsample {self.latents.downsample}), got {height}x{width}; e.g. {max(u, round(height / u) * u)}x{max(u, round(width / u) * u)}")
 
-    def encode(self, prompts: list[str], negative_prompts: list[str] | None = None, null: str | None = None) -> tuple[dict, dict]:
-        "Conditional and unconditional (negative prompt, or the null condition `null` = 'zeros'/'empty') text states."
-        te = self.text_encoder
-        if negative_prompts is not None:
-            both = te.encode(list(prompts) + list(negative_prompts))
-            n = len(prompts)
-            return ({k: v[:n] for k, v in both.items()}, {k: v[n:] for k, v in both.items()})
-        cond = te.encode(list(prompts))
-        kind = null or te.cfg.null
-        if kind not in ('zeros', 'empty'): raise ConfigError(f"null must be 'zeros' or 'empty', got {kind!r}")
-        old = te.cfg
-        te.cfg = replace(old, null=kind)
-        try: unc = te.null(len(prompts), cond['context'].shape[1])
-        finally: te.cfg = old
-        return cond, unc
+# %% ../nbs/50_sampling.ipynb #640c117f
+@patch
+def time_grid(self: FlitePipeline, steps: int | None = None, height: int | None = None, width: int | None = None,
+              shift: str | None = None, shift_value: float | None = None) -> torch.Tensor:
+    "The shifted decreasing grid 1 = t_0 > ... > t_N = 0 for an image of `height` x `width` pixels."
+    c = self.config
+    H, W = c.height if height is None else height, c.width if width is None else width
+    h, w = H // self.latents.downsample, W // self.latents.downsample
+    kind = shift or c.shift
+    if kind == 'flite_literal': raise ConfigError("shift 'flite_literal' cannot end a sampling grid at t=0; use 'flite'")
+    return shifted_time_grid(c.steps if steps is None else steps, kind, (h, w), c.shift_value if shift_value is None else shift_value,
+                             c.base_size, self.model.cfg.patch)
 
-    def noise(self, seeds: Sequence[int], height: int, width: int) -> torch.Tensor:
-        "Initial noise (B, C, h, w): image i from its own CPU generator seeded `seeds[i]`."
-        C, h, w = self.latents.latent_shape(height, width)
-        return torch.stack([torch.randn(C, h, w, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+# %% ../nbs/50_sampling.ipynb #ccd9dca7
+@patch
+def encode(self: FlitePipeline, prompts: list[str], negative_prompts: list[str] | None = None, null: str | None = None) -> tuple[dict, dict]:
+    "Conditional and unconditional (negative prompt, or the null condition `null` = 'zeros'/'empty') text states."
+    te = self.text_encoder
+    if negative_prompts is not None:
+        both = te.encode(list(prompts) + list(negative_prompts))
+        n = len(prompts)
+        return ({k: v[:n] for k, v in both.items()}, {k: v[n:] for k, v in both.items()})
+    cond = te.encode(list(prompts))
+    kind = null or te.cfg.null
+    if kind not in ('zeros', 'empty'): raise ConfigError(f"null must be 'zeros' or 'empty', got {kind!r}")
+    old = te.cfg
+    te.cfg = replace(old, null=kind)
+    try: unc = te.null(len(prompts), cond['context'].shape[1])
+    finally: te.cfg = old
+    return cond, unc
 
-# %% ../nbs/50_sampling.ipynb #b13f9b2f
-@torch.no_grad()
-def _call(self, prompt: str | list[str], negative_prompt: str | list[str] | None = None, *, n: int = 1,
-          height: int | None = None, width: int | None = None, steps: int | None = None, cfg_scale: float | None = None,
-          sampler: str | None = None, shift: str | None = None, shift_value: float | None = None,
-          seed: int | Sequence[int] = 0, batch_size: int = 16, null: str | None = None, guidance: str | None = None,
-          apg_eta: float = 0.0, apg_norm_threshold: float = 0.0, apg_momentum: float = 0.0,
-          rope_method: str | None = None, attn_scale: str | None = None, output: str = 'pil', progress: bool = True):
-    "Sample `n` images per prompt; returns PIL images ('pil'), a (B, 3, H, W) tensor in [-1, 1] ('pt') or latents ('latent')."
-    from tqdm import tqdm
+# %% ../nbs/50_sampling.ipynb #eebe82a1
+@patch
+def noise(self: FlitePipeline, seeds: Sequence[int], height: int, width: int) -> torch.Tensor:
+    "Initial noise (B, C, h, w): image i from its own CPU generator seeded `seeds[i]`."
+    C, h, w = self.latents.latent_shape(height, width)
+    return torch.stack([torch.randn(C, h, w, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+
+# %% ../nbs/50_sampling.ipynb #0cce8b9f
+@patch
+def _call_args(self: FlitePipeline, prompt, negative_prompt, n, height, width, cfg_scale, sampler, guidance, seed, output, batch_size) -> tuple:
+    "Checked arguments of a call: prompts and negatives repeated n times, seeds, size, scale, sampler, guidance."
     c = self.config
     prompts = _as_list(prompt, 'prompt')
     if not prompts: raise ValueError("prompt must be a non-empty string or list of strings")
@@ -233,6 +239,36 @@ def _call(self, prompt: str | list[str], negative_prompt: str | list[str] | None
     if guidance not in ('cfg', 'apg'): raise ValueError(f"guidance must be 'cfg' or 'apg', got {guidance!r}")
     if output not in ('pil', 'pt', 'latent'): raise ValueError(f"output must be 'pil', 'pt' or 'latent', got {output!r}")
     if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return prompts, negs, seeds, H, W, scale, sampler, guidance
+
+
+# %% ../nbs/50_sampling.ipynb #235739ea
+@patch
+def warn_extrapolation(self: FlitePipeline, height: int, width: int, rope_method: str | None = None):
+    "Warn once when sampling beyond the training grid without a RoPE extrapolation method (content repeats there)."
+    gh, gw = self.train_grid
+    plain = rope_method in (None, 'none') and self.model.cfg.rope_method == 'none'
+    if plain and (height // self.unit > gh or width // self.unit > gw) and not getattr(self, '_warned_extrapolation', False):
+        self._warned_extrapolation = True
+        warnings.warn(f"sampling {height}x{width} beyond the {gh * self.unit}x{gw * self.unit} training size with plain RoPE: expect "
+                      f"repeated content; pass rope_method='vision_ntk' (or 'ntk', 'yarn', ...; chapters 20 and 87) to extrapolate "
+                      f"(warned once)", stacklevel=3)
+
+# %% ../nbs/50_sampling.ipynb #b13f9b2f
+@patch
+@torch.no_grad()
+def __call__(self: FlitePipeline, prompt: str | list[str], negative_prompt: str | list[str] | None = None, *, n: int = 1,
+          height: int | None = None, width: int | None = None, steps: int | None = None, cfg_scale: float | None = None,
+          sampler: str | None = None, shift: str | None = None, shift_value: float | None = None,
+          seed: int | Sequence[int] = 0, batch_size: int = 16, null: str | None = None, guidance: str | None = None,
+          apg_eta: float = 0.0, apg_norm_threshold: float = 0.0, apg_momentum: float = 0.0,
+          rope_method: str | None = None, attn_scale: str | None = None, output: str = 'pil', progress: bool = True):
+    "Sample `n` images per prompt; returns PIL images ('pil'), a (B, 3, H, W) tensor in [-1, 1] ('pt') or latents ('latent')."
+    from tqdm import tqdm
+    c = self.config
+    prompts, negs, seeds, H, W, scale, sampler, guidance = self._call_args(prompt, negative_prompt, n, height, width, cfg_scale, sampler,
+                                                                           guidance, seed, output, batch_size)
+    self.warn_extrapolation(H, W, rope_method)
     ts = self.time_grid(c.steps if steps is None else steps, H, W, shift, shift_value)
     guided = scale != 1.0
     calls = (len(ts) - 1) * (2 if sampler == 'heun' else 1) - (1 if sampler == 'heun' else 0)
@@ -267,8 +303,6 @@ def _call(self, prompt: str | list[str], negative_prompt: str | list[str] | None
     bar.close()
     out = torch.cat(outs).cpu()
     return [tensor_to_pil(o) for o in out] if output == 'pil' else out
-
-FlitePipeline.__call__ = _call
 
 # %% ../nbs/50_sampling.ipynb #af1edcb6
 def _save(self, path: str | Path):

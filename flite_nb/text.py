@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from safetensors import safe_open
 from safetensors.torch import save_file
+from fastcore.basics import patch
 
 # %% ../nbs/30_text.ipynb #bbb13bb3
 from .core import ConfigError, config_to_dict
@@ -147,77 +148,90 @@ class TextEncoder(nn.Module):
     @property
     def device(self): return next(self.model.parameters()).device
 
-    def tokenize(self, captions: list[str]) -> dict:
-        "Token ids and bool mask (True = real token) as the tokenizer gives them."
-        if isinstance(captions, str): raise ValueError("captions must be a list of strings, got a single string")
-        if not all(isinstance(c, str) for c in captions): raise ValueError("captions must be strings (use '' for no caption)")
-        cfg = self.cfg
-        b = self.tokenizer(list(captions), padding='max_length' if cfg.pad_to_max_length else 'longest',
-                           truncation=cfg.truncation, max_length=cfg.max_length, return_tensors='pt')
-        if not cfg.truncation and b['input_ids'].shape[1] > cfg.max_length:
-            raise ValueError(f"a caption has {b['input_ids'].shape[1]} tokens > max_length={cfg.max_length} and truncation=False")
-        if cfg.truncation and b['attention_mask'][:, -1].any():   # some caption filled max_length: was it cut?
-            lens = [len(x) for x in self.tokenizer(list(captions), truncation=False)['input_ids']]
-            cut = [c for c, n in zip(captions, lens) if n > cfg.max_length]
-            if cut and not getattr(self, '_warned_cut', False):
-                self._warned_cut = True
-                warnings.warn(f"{len(cut)} caption(s) longer than max_length={cfg.max_length} tokens were cut (e.g. {cut[0][:50]!r}, "
-                              f"{max(lens)} tokens); raise text.max_length to keep them whole (warned once)", stacklevel=2)
-        return dict(input_ids=b['input_ids'], mask=b['attention_mask'].bool())
 
-    @torch.no_grad()
-    def encode(self, captions: list[str]) -> dict:
-        "`context` (B, S, C) in the encoder's dtype and `context_mask` (B, S) bool for `captions`."
-        ctx, masks = [], []
-        for i in range(0, len(captions), self.cfg.batch_size):
-            t = self.tokenize(captions[i:i + self.cfg.batch_size])
-            ids, mask = t['input_ids'].to(self.device), t['mask'].to(self.device)
-            am = mask.long() if self.cfg.encoder_attention_mask else None
-            h = self.model(input_ids=ids, attention_mask=am).last_hidden_state
-            # with a mask, states at padding are meaningless: zero them so that a caption's context does not
-            # depend on what else is in its batch (and cached, trimmed captions read back identically)
-            if am is not None: h = h * mask[..., None].to(h.dtype)
-            ctx.append(h); masks.append(mask)
-        S = max(c.shape[1] for c in ctx)
-        ctx = [nn.functional.pad(c, (0, 0, 0, S - c.shape[1])) for c in ctx]
-        masks = [nn.functional.pad(m, (0, S - m.shape[1])) for m in masks]
-        return dict(context=torch.cat(ctx), context_mask=torch.cat(masks))
+# %% ../nbs/30_text.ipynb #f0552e10
+@patch
+def tokenize(self: TextEncoder, captions: list[str]) -> dict:
+    "Token ids and bool mask (True = real token) as the tokenizer gives them."
+    if isinstance(captions, str): raise ValueError("captions must be a list of strings, got a single string")
+    if not all(isinstance(c, str) for c in captions): raise ValueError("captions must be strings (use '' for no caption)")
+    cfg = self.cfg
+    b = self.tokenizer(list(captions), padding='max_length' if cfg.pad_to_max_length else 'longest',
+                       truncation=cfg.truncation, max_length=cfg.max_length, return_tensors='pt')
+    if not cfg.truncation and b['input_ids'].shape[1] > cfg.max_length:
+        raise ValueError(f"a caption has {b['input_ids'].shape[1]} tokens > max_length={cfg.max_length} and truncation=False")
+    if cfg.truncation and b['attention_mask'][:, -1].any():   # some caption filled max_length: was it cut?
+        lens = [len(x) for x in self.tokenizer(list(captions), truncation=False)['input_ids']]
+        cut = [c for c, n in zip(captions, lens) if n > cfg.max_length]
+        if cut and not getattr(self, '_warned_cut', False):
+            self._warned_cut = True
+            warnings.warn(f"{len(cut)} caption(s) longer than max_length={cfg.max_length} tokens were cut (e.g. {cut[0][:50]!r}, "
+                          f"{max(lens)} tokens); raise text.max_length to keep them whole (warned once)", stacklevel=2)
+    return dict(input_ids=b['input_ids'], mask=b['attention_mask'].bool())
 
-    def forward(self, captions: list[str], drop_prob: float = 0.0, generator: torch.Generator | None = None) -> dict:
-        "Encode `captions`, replacing each by the null condition with probability `drop_prob` (caption dropout)."
-        out = self.encode(captions)
-        if drop_prob > 0: out = self.apply_null(out, drop_mask(len(captions), drop_prob, generator))
-        return out
+# %% ../nbs/30_text.ipynb #bafb41fa
+@patch
+@torch.no_grad()
+def encode(self: TextEncoder, captions: list[str]) -> dict:
+    "`context` (B, S, C) in the encoder's dtype and `context_mask` (B, S) bool for `captions`."
+    ctx, masks = [], []
+    for i in range(0, len(captions), self.cfg.batch_size):
+        t = self.tokenize(captions[i:i + self.cfg.batch_size])
+        ids, mask = t['input_ids'].to(self.device), t['mask'].to(self.device)
+        am = mask.long() if self.cfg.encoder_attention_mask else None
+        h = self.model(input_ids=ids, attention_mask=am).last_hidden_state
+        # with a mask, states at padding are meaningless: zero them so that a caption's context does not
+        # depend on what else is in its batch (and cached, trimmed captions read back identically)
+        if am is not None: h = h * mask[..., None].to(h.dtype)
+        ctx.append(h); masks.append(mask)
+    S = max(c.shape[1] for c in ctx)
+    ctx = [nn.functional.pad(c, (0, 0, 0, S - c.shape[1])) for c in ctx]
+    masks = [nn.functional.pad(m, (0, S - m.shape[1])) for m in masks]
+    return dict(context=torch.cat(ctx), context_mask=torch.cat(masks))
 
-    def null(self, batch_size: int, seq_len: int | None = None) -> dict:
-        "The null condition for classifier-free guidance (`cfg.null`: all-zero context or the empty prompt)."
-        S = seq_len or (self.cfg.max_length if self.cfg.pad_to_max_length else 1)
-        if self.cfg.null == 'empty':
-            e = self.encode([''] * batch_size)
-            pad = S - e['context'].shape[1]
-            if pad < 0: raise ValueError(f"seq_len={S} is shorter than the empty prompt ({e['context'].shape[1]} tokens)")
-            return dict(context=nn.functional.pad(e['context'], (0, 0, 0, pad)), context_mask=nn.functional.pad(e['context_mask'], (0, pad)))
-        # all-zero context as in the release, with ONE position marked real: an all-False mask would make masked
-        # attention softmax over no tokens (NaN); under cross-attention the zero positions are identical, so one or
-        # all give the same output; under MM-DiT's joint attention each real one is a token the image attends to,
-        # so marking all S real would make the unconditional output depend on the batch's longest caption
-        dt = _DTYPES[self.cfg.dtype]
-        mask = torch.zeros(batch_size, S, dtype=torch.bool, device=self.device); mask[:, 0] = True
-        return dict(context=torch.zeros(batch_size, S, self.width, dtype=dt, device=self.device), context_mask=mask)
+# %% ../nbs/30_text.ipynb #044ea337
+@patch
+def forward(self: TextEncoder, captions: list[str], drop_prob: float = 0.0, generator: torch.Generator | None = None) -> dict:
+    "Encode `captions`, replacing each by the null condition with probability `drop_prob` (caption dropout)."
+    out = self.encode(captions)
+    if drop_prob > 0: out = self.apply_null(out, drop_mask(len(captions), drop_prob, generator))
+    return out
 
-    def apply_null(self, out: dict, dropped: torch.Tensor) -> dict:
-        "Replace the samples where `dropped` is True by the null condition (same sequence length)."
-        ctx, mask = out['context'].clone(), out['context_mask'].clone()
-        if dropped.any():
-            nl = self.null(int(dropped.sum()), ctx.shape[1])
-            ctx[dropped.to(ctx.device)] = nl['context'].to(ctx.dtype); mask[dropped.to(mask.device)] = nl['context_mask']
-        return dict(context=ctx, context_mask=mask)
+# %% ../nbs/30_text.ipynb #7a3a0018
+@patch
+def null(self: TextEncoder, batch_size: int, seq_len: int | None = None) -> dict:
+    "The null condition for classifier-free guidance (`cfg.null`: all-zero context or the empty prompt)."
+    S = seq_len or (self.cfg.max_length if self.cfg.pad_to_max_length else 1)
+    if self.cfg.null == 'empty':
+        e = self.encode([''] * batch_size)
+        pad = S - e['context'].shape[1]
+        if pad < 0: raise ValueError(f"seq_len={S} is shorter than the empty prompt ({e['context'].shape[1]} tokens)")
+        return dict(context=nn.functional.pad(e['context'], (0, 0, 0, pad)), context_mask=nn.functional.pad(e['context_mask'], (0, pad)))
+    # all-zero context as in the release, with ONE position marked real: an all-False mask would make masked
+    # attention softmax over no tokens (NaN); under cross-attention the zero positions are identical, so one or
+    # all give the same output; under MM-DiT's joint attention each real one is a token the image attends to,
+    # so marking all S real would make the unconditional output depend on the batch's longest caption
+    dt = _DTYPES[self.cfg.dtype]
+    mask = torch.zeros(batch_size, S, dtype=torch.bool, device=self.device); mask[:, 0] = True
+    return dict(context=torch.zeros(batch_size, S, self.width, dtype=dt, device=self.device), context_mask=mask)
 
-    def cache_key(self, caption: str) -> str:
-        "Hash of everything that changes a caption's states: encoder name, layer, norm, length, mask use, dtype, caption."
-        c = self.cfg
-        s = json.dumps([c.name, c.layer, c.apply_final_norm, c.max_length, c.pad_to_max_length, c.encoder_attention_mask, c.dtype, caption])
-        return hashlib.sha1(s.encode()).hexdigest()
+# %% ../nbs/30_text.ipynb #d7ef2f3d
+@patch
+def apply_null(self: TextEncoder, out: dict, dropped: torch.Tensor) -> dict:
+    "Replace the samples where `dropped` is True by the null condition (same sequence length)."
+    ctx, mask = out['context'].clone(), out['context_mask'].clone()
+    if dropped.any():
+        nl = self.null(int(dropped.sum()), ctx.shape[1])
+        ctx[dropped.to(ctx.device)] = nl['context'].to(ctx.dtype); mask[dropped.to(mask.device)] = nl['context_mask']
+    return dict(context=ctx, context_mask=mask)
+
+# %% ../nbs/30_text.ipynb #b52da165
+@patch
+def cache_key(self: TextEncoder, caption: str) -> str:
+    "Hash of everything that changes a caption's states: encoder name, layer, norm, length, mask use, dtype, caption."
+    c = self.cfg
+    s = json.dumps([c.name, c.layer, c.apply_final_norm, c.max_length, c.pad_to_max_length, c.encoder_attention_mask, c.dtype, caption])
+    return hashlib.sha1(s.encode()).hexdigest()
 
 # %% ../nbs/30_text.ipynb #26351159
 def drop_mask(n: int, p: float, generator: torch.Generator | None = None) -> torch.Tensor:

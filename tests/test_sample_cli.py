@@ -70,3 +70,28 @@ def test_missing_sampling_json_warns_with_the_size(tmp_path):
         warnings.simplefilter('always')
         pipe = FlitePipeline.from_folder(tmp_path / 'pipeline')
     assert any('no sampling.json' in str(x.message) and f'{pipe.config.height}x{pipe.config.width}' in str(x.message) for x in w)
+
+
+def test_sampling_beyond_the_training_size_warns_once():
+    "Plain RoPE past the training grid repeats content: the pipeline says so once and names the extrapolation options."
+    import warnings
+    from flite_nb.sampling import tiny_pipeline
+    p = tiny_pipeline()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        for hw in ((16, 32), (16, 32), (16, 16)): p('a cat', height=hw[0], width=hw[1], steps=2, progress=False)
+        p('a cat', height=16, width=32, steps=2, progress=False, rope_method='vision_ntk')
+    msgs = [str(x.message) for x in w if 'beyond' in str(x.message)]
+    assert len(msgs) == 1 and "rope_method='vision_ntk'" in msgs[0], msgs
+
+
+def test_console_scripts_are_installed():
+    "Every console script of settings.ini is on the PATH after `pip install -e .` and answers --help."
+    import configparser, shutil, subprocess
+    c = configparser.ConfigParser(delimiters=['=']); c.read(Path(__file__).parent.parent / 'settings.ini')
+    names = [s.split('=')[0] for s in c['DEFAULT']['console_scripts'].split()]
+    assert {'flite-train', 'flite-sample', 'flite-eval', 'flite-data', 'flite-precompute'} <= set(names)
+    for n in names:
+        assert shutil.which(n), f"{n} is not installed: pip install -e ."
+        r = subprocess.run([n, '--help'], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and 'usage' in r.stdout.lower(), (n, r.stdout[-500:], r.stderr[-500:])
