@@ -12,6 +12,9 @@ for f in sorted(root.glob('[0-9][0-9]_*.ipynb')):
     slow = [bool(re.search(r'#\|\s*slow', ''.join(c['source']))) for c in cells]
     for k in skipped: skipped[k] += sum(bool(re.search(rf'#\|\s*{k}', ''.join(c['source']))) for c in cells)
     fig = any('image/png' in o.get('data', {}) or 'image/svg+xml' in o.get('data', {}) for c in cells for o in c.get('outputs', []))
+    bars = sum(bool(re.search(r'\d+%\||it/s\]|Loading weights', ''.join(o.get('text', ''))))
+               for c in cells for o in c.get('outputs', []) if o.get('output_type') == 'stream')
+    if bars: bad.append(f"{f.name}: {bars} saved output(s) with progress bars")
     longest = max((k for k, s in zip(n, slow) if not s), default=0)
     rows.append((f.stem, len(cells), statistics.median(n) if n else 0, longest, max(n, default=0), fig))
     if not fig: bad.append(f"{f.name}: no saved figure")

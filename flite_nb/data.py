@@ -17,7 +17,7 @@ __all__ = ['OPENMOJI_CREDIT', 'COLOURS', 'POSITIONS', 'SPLITS', 'IMAGE_EXTS', 'C
            'load_image', 'resize_center_crop', 'read_caption', 'scan_folder', 'read_manifest', 'ImageDataConfig',
            'check_header', 'size_problem', 'index_rows', 'ImageCaptionDataset', 'collate', 'LoaderStats',
            'make_buckets', 'nearest_bucket', 'BucketBatchSampler', 'plot_buckets', 'fit_size', 'fit_resize_crop',
-           'pad_collate', 'token_mask', 'write_shards', 'TarStream', 'drop_bad', 'stream_collate', 'make_loader']
+           'pad_collate', 'grid_token_mask', 'write_shards', 'TarStream', 'drop_bad', 'stream_collate', 'make_loader']
 
 # %% ../nbs/32_data.ipynb #5451a5b2
 import numpy as np
@@ -674,8 +674,8 @@ def pad_collate(batch: list[dict], multiple: int = 16) -> dict:
         if k != 'image': out[k] = [b[k] for b in batch]
     return out
 
-def token_mask(hw: torch.Tensor, grid: tuple[int, int], unit: int) -> torch.Tensor:
-    "(B, gh * gw) bool: True for patch tokens inside each sample's (h, w) (row-major grid of `unit`-pixel patches)."
+def grid_token_mask(hw: torch.Tensor, grid: tuple[int, int], unit: int) -> torch.Tensor:
+    "(B, gh * gw) bool: True for patch tokens inside each sample's (h, w), for images padded bottom/right to one grid (row-major)."
     gh, gw = grid
     r = torch.arange(gh)[None, :, None] < (hw[:, 0] // unit)[:, None, None]
     c = torch.arange(gw)[None, None, :] < (hw[:, 1] // unit)[:, None, None]

@@ -10,9 +10,10 @@ from typing import Callable, Sequence
 
 # %% auto #0
 __all__ = ['VelocityFn', 'CONVENTIONS', 'from_library_time', 'from_library_velocity', 'interpolate', 'velocity_target',
-           'flow_loss', 'time_grid', 'check_grid', 'sample_euler', 'sample_heun', 'cfg_combine', 'fixed_timesteps',
-           'validation_loss', 'to_library_time', 'to_library_velocity', 'as_library_v_fn', 'toy_data', 'ToyVelocity',
-           'train_toy', 'energy_distance', 'near_data_fraction', 'straightness', 'plot_toy', 'run_toy', 'main']
+           'flow_loss', 'time_grid', 'check_grid', 'sample_euler', 'sample_heun', 'cfg_combine', 'guided_pass',
+           'fixed_timesteps', 'validation_loss', 'to_library_time', 'to_library_velocity', 'as_library_v_fn',
+           'toy_data', 'ToyVelocity', 'train_toy', 'energy_distance', 'near_data_fraction', 'straightness', 'plot_toy',
+           'run_toy', 'main']
 
 # %% ../nbs/10_rectified_flow.ipynb #1c355e6b
 import torch
@@ -123,6 +124,14 @@ def cfg_combine(v_uncond: torch.Tensor, v_cond: torch.Tensor, scale: float) -> t
     _same_shape(v_uncond, v_cond, 'v_uncond', 'v_cond')
     # written as c + (g - 1)(c - u), algebraically the same, so that g = 1 returns the conditional output bit for bit
     return v_cond + (scale - 1) * (v_cond - v_uncond)
+
+# %% ../nbs/10_rectified_flow.ipynb #abb2e81f
+def guided_pass(model, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None,
+                amp: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    "(v_cond, v_uncond) in fp32 from one forward of 2B rows: `context`/`mask` hold the conditional rows, then the unconditional."
+    with torch.autocast(x.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+        out = model(torch.cat([x, x]), torch.cat([t, t]), context, mask).float()
+    return out.chunk(2)
 
 # %% ../nbs/10_rectified_flow.ipynb #2eec8d32
 def fixed_timesteps(n: int = 8) -> torch.Tensor:

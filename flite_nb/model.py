@@ -27,21 +27,20 @@ from .core import ConfigError, config_from_dict, config_to_dict, save_config, lo
 from .rope import RopeConfig, rope_2d, with_prefix, attention_logit_scale
 from .attention import (RMSNorm, QKNorm, SelfAttention, CrossAttention, ValueMix, attention, apply_rope,
                                 NormAffine, QKNormKind, ValueResidual)
+from einops import rearrange
 
 # %% ../nbs/23_model.ipynb #b9785e55
 def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
     "(B, C, H, W) -> (B, (H/p)(W/p), p*p*C) tokens, row-major patches, '(p1 p2 c)' inside a patch."
     B, C, H, W = x.shape
     if H % p or W % p: raise ValueError(f"image size {H}x{W} must be divisible by the patch size {p}")
-    x = x.reshape(B, C, H // p, p, W // p, p).permute(0, 2, 4, 3, 5, 1)
-    return x.reshape(B, (H // p) * (W // p), p * p * C)
+    return rearrange(x, 'b c (h p1) (w p2) -> b (h w) (p1 p2 c)', p1=p, p2=p)
 
 def unpatchify(tokens: torch.Tensor, h: int, w: int, p: int) -> torch.Tensor:
     "(B, h*w, p*p*C) tokens of an h x w patch grid -> (B, C, h*p, w*p)."
     B, L, D = tokens.shape
     if L != h * w: raise ValueError(f"expected h*w = {h * w} tokens, got {L}")
-    C = D // (p * p)
-    return tokens.reshape(B, h, w, p, p, C).permute(0, 5, 1, 3, 2, 4).reshape(B, C, h * p, w * p)
+    return rearrange(tokens, 'b (h w) (p1 p2 c) -> b c (h p1) (w p2)', h=h, w=w, p1=p, p2=p)
 
 # %% ../nbs/23_model.ipynb #c26e8009
 def pack_images(images: Sequence[torch.Tensor], p: int, length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

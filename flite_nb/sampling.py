@@ -21,7 +21,7 @@ from fastcore.basics import patch
 
 # %% ../nbs/50_sampling.ipynb #3dab149c
 from .core import ConfigError, config_from_dict, config_to_dict, save_config, load_config, get_device, autocast_dtype
-from .flow import sample_euler, sample_heun, cfg_combine
+from .flow import sample_euler, sample_heun, cfg_combine, guided_pass
 from .timesteps import shifted_time_grid, shift_factor, SHIFTS
 from .rope import RopeMethod
 from .model import FLiteDiT, DiTConfig, from_pretrained, save_pretrained, load_flite_checkpoint
@@ -290,8 +290,7 @@ def __call__(self: FlitePipeline, prompt: str | list[str], negative_prompt: str 
             def v_fn(x, t):
                 with torch.autocast(self.device.type, self.amp, enabled=self.amp is not None):
                     if guided:
-                        out = self.model(torch.cat([x, x]).to(mdt), torch.cat([t, t]), ctx, msk).float()
-                        vc, vu = out.chunk(2)
+                        vc, vu = guided_pass(self.model, x.to(mdt), t, ctx, msk, self.amp)   # chapter 10
                         v = apg(vu, vc, x.float(), float(t[0])) if apg is not None else cfg_combine(vu, vc, scale)
                     else: v = self.model(x.to(mdt), t, ctx, msk).float()
                 bar.update(1)

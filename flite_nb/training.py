@@ -21,7 +21,7 @@ from fastcore.basics import patch
 
 # %% ../nbs/47_training.ipynb #ff736425
 from .core import ConfigError, save_config, show_config, autocast_dtype, seed_everything, count_params, human, pick_threads
-from .flow import interpolate, velocity_target, flow_loss, sample_euler, cfg_combine, fixed_timesteps, validation_loss
+from .flow import interpolate, velocity_target, flow_loss, sample_euler, cfg_combine, guided_pass, fixed_timesteps, validation_loss
 from .timesteps import grid_from_config
 from .model import FLiteDiT, patchify, gather_tokens, pack_images, token_mask
 from .text import TextEncoder, TextCache, TextStates, StoredText
@@ -70,12 +70,10 @@ def sample_images(model: nn.Module, text: dict, null: dict, shape: tuple, ts: to
     x1 = torch.randn(B, *shape, generator=generator).to(dev)
     S = max(null['context'].shape[1], text['context'].shape[1])
     pad = lambda a: nn.functional.pad(a, (0, 0, 0, S - a.shape[1])) if a.dim() == 3 else nn.functional.pad(a, (0, S - a.shape[1]))
-    ctx = torch.cat([pad(null['context'].to(text['context'].dtype)), pad(text['context'])])
-    msk = torch.cat([pad(null['context_mask']), pad(text['context_mask'])])
+    ctx = torch.cat([pad(text['context']), pad(null['context'].to(text['context'].dtype))])
+    msk = torch.cat([pad(text['context_mask']), pad(null['context_mask'])])
     def v_fn(x, t):
-        with torch.autocast(dev.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-            v = model(torch.cat([x, x]), torch.cat([t, t]), ctx, msk).float()
-        vu, vc = v.chunk(2)
+        vc, vu = guided_pass(model, x, t, ctx, msk, amp)   # chapter 10: one batched forward, as the pipeline samples
         return cfg_combine(vu, vc, cfg_scale)
     out = sample_euler(v_fn, x1, ts)
     model.train(was)
