@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
-from fastcore.basics import patch
+from fastcore.basics import patch, patch_to
 from .core import ConfigError, config_from_dict, config_to_dict, save_config, load_config, count_params, human
 from .rope import RopeConfig, rope_2d, with_prefix, attention_logit_scale
 from .attention import (RMSNorm, QKNorm, SelfAttention, CrossAttention, ValueMix, attention, apply_rope,
@@ -540,8 +540,8 @@ def from_pretrained(path: str | Path, device: str | torch.device = 'cpu', dtype:
     model.load_state_dict(sd, strict=True, assign=True)
     return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
 
-FLiteDiT.save_pretrained = save_pretrained
-FLiteDiT.from_pretrained = staticmethod(from_pretrained)
+patch_to(FLiteDiT)(save_pretrained)                       # also a method: model.save_pretrained(path)
+patch_to(FLiteDiT, static_method=True)(from_pretrained)   # FLiteDiT.from_pretrained(path)
 
 # %% ../nbs/23_model.ipynb #fd78f1a0
 def flite_config_from_state_dict(sd: dict, heads: int | None = None, **overrides) -> DiTConfig:

@@ -17,7 +17,7 @@ __all__ = ['EXTRAPOLATION_METHODS', 'ATTN_SCALES', 'SamplingConfig', 'sampling_c
 # %% ../nbs/50_sampling.ipynb #e4265d1f
 import torch
 from PIL import Image
-from fastcore.basics import patch
+from fastcore.basics import patch, patch_to
 
 # %% ../nbs/50_sampling.ipynb #3dab149c
 from .core import ConfigError, config_from_dict, config_to_dict, save_config, load_config, get_device, autocast_dtype
@@ -304,7 +304,8 @@ def __call__(self: FlitePipeline, prompt: str | list[str], negative_prompt: str 
     return [tensor_to_pil(o) for o in out] if output == 'pil' else out
 
 # %% ../nbs/50_sampling.ipynb #af1edcb6
-def _save(self, path: str | Path):
+@patch
+def save(self: FlitePipeline, path: str | Path):
     "Write this pipeline as a pipeline folder: model/, text_encoder.json, latents.json, sampling.json."
     if self.latent_config is None: raise ConfigError("this pipeline has no latent_config to save (pass latent_config= when building it)")
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
@@ -341,8 +342,7 @@ def _from_folder(path: str | Path, device=None, precision: str = 'auto', dtype: 
     pipe.folder = path
     return pipe
 
-FlitePipeline.save = _save
-FlitePipeline.from_folder = staticmethod(_from_folder)
+patch_to(FlitePipeline, static_method=True, nm='from_folder')(_from_folder)   # FlitePipeline.from_folder(path)
 
 # %% ../nbs/50_sampling.ipynb #feb48d5a
 def tiny_pipeline(folder: str | Path | None = None, size: int = 16, seed: int = 0, **cfg) -> FlitePipeline:
@@ -381,7 +381,7 @@ def from_flite_release(transformer, t5: str = 'google/t5-v1_1-xxl', vae: str = '
     cfg = config or SamplingConfig(height=1024, width=1024, steps=30, cfg_scale=6.0, shift='flite', base_size=32)
     return FlitePipeline(model, te, lat, cfg, LatentConfig(kind='flux_vae', vae_path=vae), dev)
 
-FlitePipeline.from_flite_release = staticmethod(from_flite_release)
+patch_to(FlitePipeline, static_method=True)(from_flite_release)   # also FlitePipeline.from_flite_release(...)
 
 # %% ../nbs/50_sampling.ipynb #a44dc1b0
 def sampling_widget(pipe: FlitePipeline, prompt: str = 'a red apple', display_scale: int = 4):
