@@ -514,12 +514,16 @@ def evaluate_tasks(pipe, rec: Recogniser, data: OpenMojiConfig | None = None, n:
             rows.append(dict(task=t, split=ps[0]['split'], n=len(ps), accuracy=float(np.mean(ok))))
     return rows
 
-def format_task_table(rows: list[dict]) -> str:
-    "A Markdown table: one row per task, seen and held-out side by side (accuracy and number of prompts)."
-    by = {(r['task'], r['split']): r for r in rows}
-    cell = lambda r: '-' if r is None or not r['n'] else f"{r['accuracy']:.2f} ({r['n']})"
+def format_task_table(rows: list[dict] | list[list[dict]]) -> str:
+    "A Markdown table: one row per task, seen and held-out side by side (accuracy and prompts); several runs: 'a / b'."
+    runs = rows if rows and isinstance(rows[0], list) else [rows]
+    bys = [{(r['task'], r['split']): r for r in rs} for rs in runs]
+    def cell(t, split):
+        got = [b.get((t, split)) for b in bys]
+        if all(r is None or not r['n'] for r in got): return '-'
+        return ' / '.join('-' if r is None else f"{r['accuracy']:.2f}" for r in got) + f" ({next(r['n'] for r in got if r)})"
     lines = ['| task | seen (n) | held-out (n) |', '|---|---|---|']
-    return '\n'.join(lines + [f"| {t} | {cell(by.get((t, 'seen')))} | {cell(by.get((t, 'held-out')))} |" for t in TASKS])
+    return '\n'.join(lines + [f"| {t} | {cell(t, 'seen')} | {cell(t, 'held-out')} |" for t in TASKS])
 
 # %% ../nbs/51_evaluation.ipynb #66895ce3
 def extrapolation_table(pipe, rec: Recogniser, sizes: list[tuple[int, int]], methods: tuple[str, ...] = ('none', 'pi', 'ntk', 'yarn', 'vision_ntk', 'vision_yarn'),
