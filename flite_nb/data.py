@@ -4,7 +4,7 @@
 
 # %% ../nbs/32_data.ipynb #3a0245aa
 from __future__ import annotations
-import csv, colorsys, functools, hashlib, io, json, math, random, typing, unicodedata, warnings
+import csv, colorsys, functools, hashlib, heapq, os, io, json, math, random, typing, unicodedata, warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -473,14 +473,15 @@ def _split(self: ImageCaptionDataset, keep: list[tuple]):
     if cfg.holdout and cfg.split != 'all':
         n = min(cfg.holdout, max(1, int(len(keep) * cfg.max_holdout_frac)))
         if n >= len(keep): raise ConfigError(f"{cfg.path}: {len(keep)} usable image(s) cannot spare {n} for validation; give data.val_path")
-        val = set(sorted(range(len(keep)), key=lambda j: _h('holdout', self.hold_key(keep[j][0])))[:n])
+        val = set(heapq.nsmallest(n, range(len(keep)), key=lambda j: _h('holdout', self.hold_key(keep[j][0]))))
         keep = [r for j, r in enumerate(keep) if (j in val) == (cfg.split == 'val')]
     self.records, self._hw = [(p, c) for p, c, _ in keep], [hw for _, _, hw in keep]
 
 @patch
 def hold_key(self: ImageCaptionDataset, path: str) -> str:
-    "What the hold-out hashes for record `path`: the path itself (precomputed latents map back to their image's)."
-    return path
+    "What the hold-out hashes for record `path`: its path relative to the data, so a moved folder holds out the same images."
+    root = Path(self.cfg.path); root = str(root if root.is_dir() else root.parent) + os.sep
+    return path[len(root):] if path.startswith(root) else path
 
 # %% ../nbs/32_data.ipynb #13fa89b4
 @patch
@@ -524,21 +525,26 @@ def _read(self: ImageCaptionDataset, path: str):
     return path
 
 @patch
+def _load(self: ImageCaptionDataset, path: str, cap: str, i: int) -> dict:
+    "Record `path` decoded and cropped to sample i's target size; `BadImage` when it cannot be."
+    im, issues = load_image(self._read(path), self.cfg.min_size)
+    im, more = resize_center_crop(im, *self.target_size(i))
+    for s in issues + more: self.stats[s] += 1  # caption problems were counted once, at start-up
+    return dict(image=pil_to_tensor(im), caption=cap, key=path, issues=issues + more)
+
+@patch
 def __getitem__(self: ImageCaptionDataset, i: int) -> dict:
     "Sample i; a file that fails to decode (found only now, e.g. truncated) is listed and the next usable one takes its place."
     skipped = []   # travels in `issues`: a DataLoader worker's counters are out of the trainer's reach (see `absorb`)
     for j in range(len(self)):   # same target size keeps bucket batches valid
         path, cap = self.records[(i + j) % len(self)]
         if path in self.bad: continue
-        try: im, issues = load_image(self._read(path), self.cfg.min_size)
+        try: out = self._load(path, cap, i)
         except (BadImage, OSError): self._skip(path, 'undecodable', warn=True); skipped.append(f'skipped:undecodable:{path}'); continue
-        h, w = self.target_size(i)
-        im, more = resize_center_crop(im, h, w)
-        for s in issues + more: self.stats[s] += 1  # caption problems were counted once, at start-up
         if j: self.stats['replaced'] += 1
-        issues = ([f'replaced:{Path(self.records[i][0]).name}'] if j else []) + skipped + issues + more + (['empty_caption'] if not cap else [])
-        return dict(image=pil_to_tensor(im), caption=cap, key=path, issues=issues)
-    raise ConfigError(f"every image in {self.cfg.path} failed to load ({self._reasons()})")
+        out['issues'] = ([f'replaced:{Path(self.records[i][0]).name}'] if j else []) + skipped + out['issues'] + (['empty_caption'] if not cap else [])
+        return out
+    raise ConfigError(f"every sample of {self.cfg.path} failed to load ({self._reasons()})")
 
 @patch
 def absorb(self: ImageCaptionDataset, items: list[dict]):

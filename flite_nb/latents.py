@@ -10,7 +10,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['FLUX_VAE_SHIFT', 'FLUX_VAE_SCALE', 'FLUX_VAE_CHANNELS', 'LatentSpace', 'PixelSpace', 'VAESpace', 'flux_vae',
-           'tiny_flux_like_vae', 'LatentConfig', 'make_latent_space', 'space_id', 'LatentCache', 'precompute_latents']
+           'tiny_flux_like_vae', 'LatentConfig', 'make_latent_space', 'encode_grouped', 'space_id', 'LatentCache',
+           'precompute_latents']
 
 # %% ../nbs/31_latents.ipynb #8f3c1e70
 import torch
@@ -138,6 +139,15 @@ def make_latent_space(cfg: LatentConfig | None = None) -> LatentSpace:
         dt = dict(fp32=torch.float32, bf16=torch.bfloat16, fp16=torch.float16)[cfg.vae_dtype]
         return flux_vae(cfg.vae_path, cfg.vae_subfolder, dt, cfg.sample)
     raise ConfigError(f"latent kind must be 'pixel' or 'flux_vae', got {cfg.kind!r}")
+
+# %% ../nbs/31_latents.ipynb #d5e7fa2d
+def encode_grouped(encode, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    "`encode` applied to tensors of different shapes (images of several sizes): one batch per shape, results in input order."
+    out = [None] * len(xs)
+    for shape in {tuple(x.shape) for x in xs}:
+        js = [j for j, x in enumerate(xs) if tuple(x.shape) == shape]
+        for j, z in zip(js, encode(torch.stack([xs[j] for j in js]))): out[j] = z
+    return out
 
 # %% ../nbs/31_latents.ipynb #2cb7e2e5
 def space_id(space: LatentSpace) -> str:

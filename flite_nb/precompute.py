@@ -5,7 +5,7 @@
 # %% ../nbs/48_precompute.ipynb #9f77f9bd
 from __future__ import annotations
 import argparse, io, json, math, os, sys, time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 # %% auto #0
@@ -16,10 +16,10 @@ import torch
 from safetensors.torch import save, save_file
 
 # %% ../nbs/48_precompute.ipynb #06732867
-from .core import ConfigError
+from .core import ConfigError, config_to_dict
 from .data import ImageDataConfig, OpenMojiScenes, make_buckets
 from .text import TextEncoder, StoredText
-from .latents import make_latent_space
+from .latents import make_latent_space, encode_grouped
 from .sources import open_images, LATENTS_META
 from .recipes import TrainConfig
 from .distributed import setup_distributed, barrier
@@ -44,14 +44,10 @@ def _text_states(enc: TextEncoder, captions: list[str]) -> list[tuple[torch.Tens
 
 def encode_items(items: list[dict], space, enc: TextEncoder | None) -> list[dict]:
     "Latents (fp32) and text states of decoded samples, images of one shape encoded together."
-    out = [None] * len(items)
-    for shape in {tuple(it['image'].shape) for it in items}:
-        js = [j for j, it in enumerate(items) if tuple(it['image'].shape) == shape]
-        with torch.no_grad(): z = space.encode(torch.stack([items[j]['image'] for j in js]).to(space_device(space))).float().cpu()
-        states = _text_states(enc, [items[j]['caption'] for j in js]) if enc is not None else [None] * len(js)
-        for j, zz, s in zip(js, z, states):
-            out[j] = dict(latent=zz.contiguous(), **({} if s is None else dict(context=s[0], context_mask=s[1])))
-    return out
+    with torch.no_grad():
+        z = encode_grouped(lambda b: space.encode(b.to(space_device(space))).float().cpu(), [it['image'] for it in items])
+    states = _text_states(enc, [it['caption'] for it in items]) if enc is not None else [None] * len(items)
+    return [dict(latent=zz.contiguous(), **({} if s is None else dict(context=s[0], context_mask=s[1]))) for zz, s in zip(z, states)]
 
 def space_device(space) -> torch.device:
     return next((p.device for p in space.parameters()), torch.device('cpu'))
@@ -69,7 +65,7 @@ def write_latent_shard(path: Path, ds, idx: range, space, enc: TextEncoder | Non
             for it, t in zip(good, encode_items(good, space, enc)):
                 h, wd = it['image'].shape[1:]
                 w.write({'__key__': f'{n:09d}', 'safetensors': save(t), 'txt': it['caption'].encode(),
-                         'json': json.dumps(dict(key=it['key'], height=h, width=wd)).encode()})
+                         'json': json.dumps(dict(key=ds.hold_key(it['key']) if hasattr(ds, 'hold_key') else it['key'], height=h, width=wd)).encode()})
                 n += 1
     os.replace(tmp, path)
     return dict(written=n, skipped=skipped)
@@ -104,7 +100,7 @@ def write_meta(out: Path, cfg: TrainConfig, stage: int, enc: TextEncoder, text: 
     save_file(dict(context=null.context.contiguous(), context_mask=null.mask.contiguous()), str(out / 'null_text.safetensors'))
     st = cfg.stages[stage]
     meta = dict(source=cfg.stages[stage].source or cfg.data.path or 'openmoji', stage=st.name, resolution=list(st.resolution),
-                buckets=st.buckets, samples=n, shards=n_shards, text_states=text, text=asdict(cfg.text), latents=asdict(cfg.latents),
+                buckets=st.buckets, samples=n, shards=n_shards, text_states=text, text=config_to_dict(cfg.text), latents=config_to_dict(cfg.latents),
                 created=time.strftime('%Y-%m-%d %H:%M'))
     tmp = out / (LATENTS_META + '.tmp'); tmp.write_text(json.dumps(meta, indent=1)); os.replace(tmp, out / LATENTS_META)
 

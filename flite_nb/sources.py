@@ -247,20 +247,14 @@ class LatentShards(ShardDataset):
 
 # %% ../nbs/33_sources.ipynb #ce838db3
 @patch
-def __getitem__(self: LatentShards, i: int) -> dict:
-    "Sample i: `latent`, `text` (stored context and mask, when precomputed), caption and key; a damaged payload is replaced."
+def _load(self: LatentShards, path: str, cap: str, i: int) -> dict:
+    "Record `path`: its `latent`, `text` (stored context and mask, when precomputed), caption and its image's key."
     from safetensors.torch import load
-    skipped = []
-    for j in range(len(self)):
-        path, cap = self.records[(i + j) % len(self)]
-        if path in self.bad: continue
-        try: d = load(self._sample(path)['.safetensors'].getvalue())
-        except Exception: self._skip(path, 'undecodable', warn=True); skipped.append(f'skipped:undecodable:{path}'); continue
-        out = dict(latent=d['latent'], caption=cap, key=self.hold_key(path),
-                   issues=([f'replaced:{self.records[i][0]}'] if j else []) + skipped + ([] if cap else ['empty_caption']))
-        if 'context' in d: out['text'] = (d['context'], d['context_mask'].bool())
-        return out
-    raise ConfigError(f"every latent in {self.cfg.path} failed to load ({self._reasons()})")
+    try: d = load(self._sample(path)['.safetensors'].getvalue())
+    except Exception as e: raise BadImage(f"{path}: {type(e).__name__}: {e}") from None
+    out = dict(latent=d['latent'], caption=cap, key=self.hold_key(path), issues=[])
+    if 'context' in d: out['text'] = (d['context'], d['context_mask'].bool())
+    return out
 
 # %% ../nbs/33_sources.ipynb #d9ac337e
 def open_images(cfg: ImageDataConfig, source: str = '', write_index: bool = True, say=print) -> ImageCaptionDataset:

@@ -5,8 +5,8 @@
 # %% ../nbs/47_training.ipynb #3a0ddd13
 from __future__ import annotations
 import contextlib, json, os, shutil, sys, time
-from collections import OrderedDict
-from dataclasses import asdict, replace
+from collections import Counter, OrderedDict
+from dataclasses import replace
 from pathlib import Path
 
 # %% auto #0
@@ -20,12 +20,12 @@ from torch.distributed.checkpoint.state_dict import get_model_state_dict
 from fastcore.basics import patch
 
 # %% ../nbs/47_training.ipynb #ff736425
-from .core import ConfigError, save_config, show_config, autocast_dtype, seed_everything, count_params, human, pick_threads
+from .core import ConfigError, config_to_dict, save_config, show_config, autocast_dtype, seed_everything, count_params, human, pick_threads
 from .flow import interpolate, velocity_target, flow_loss, sample_euler, cfg_combine, guided_pass, fixed_timesteps, validation_loss
 from .timesteps import grid_from_config
 from .model import FLiteDiT, patchify, gather_tokens, pack_images, token_mask
 from .text import TextEncoder, TextCache, TextStates, StoredText
-from .latents import make_latent_space
+from .latents import make_latent_space, encode_grouped
 from .data import OpenMojiScenes, ImageDataConfig, ImageCaptionDataset, make_buckets, collate, show_samples, glyph_phrase
 from .sources import open_images, infer_source, LatentShards, LATENTS_META
 from .optim import wsd, trainable_names, make_optimizer, set_lr, EMA, mup_init_model
@@ -115,7 +115,7 @@ class Trainer:
         if resume: self.resume()
         elif cfg.init_from: self.say(f"initialised from {self.init_source}")
         if self.main: save_config(self.cfg, self.out / 'config.json')
-        self._stage_idx, self._val, self._batches, self.data_wait = None, {}, None, 0.0
+        self._stage_idx, self._val, self._batches, self.data_wait, self._reported = None, {}, None, 0.0, set()
 
 # %% ../nbs/47_training.ipynb #4fa7a1e2
 @patch
@@ -141,7 +141,7 @@ def stored_text(cfg: TrainConfig) -> StoredText | None:
     from safetensors.torch import load_file
     root = Path(cfg.data.path); meta = json.loads((root / LATENTS_META).read_text())
     for part in ('latents', 'text'):
-        made, now = meta[part], json.loads(json.dumps(asdict(getattr(cfg, part))))
+        made, now = meta[part], config_to_dict(getattr(cfg, part))
         if part == 'text' and not meta.get('text_states'): continue
         if made != now:
             diff = {k: (made.get(k), now.get(k)) for k in now if made.get(k) != now.get(k)}
@@ -212,7 +212,8 @@ def base_dataset(self: Trainer, stage: StageConfig, split: str = 'train'):
                                       length=d.openmoji.length if split == 'train' else max(cfg.val.n_samples, 1)))
     hold = stage.source or not d.val_path   # validation images come out of this data: val.n_samples held out by hash
     icfg = ImageDataConfig(path=d.val_path if split == 'val' and not hold else (stage.source or d.path), size=tuple(stage.resolution),
-                           buckets=buckets, fit_budget=budget if stage.packing else 0, unit=cfg.unit, caption_key=d.caption_key, max_aspect=d.max_aspect, max_bad_frac=d.max_bad_frac,
+                           buckets=buckets, fit_budget=budget if stage.packing else 0, unit=cfg.unit, caption_key=d.caption_key,
+                           max_aspect=d.max_aspect, max_bad_frac=d.max_bad_frac,
                            split=split if hold else 'all', holdout=cfg.val.n_samples if hold else 0)
     if self.main: ds = open_images(icfg, say=self.say)   # rank 0 indexes new data once; the others then read its index
     barrier()
@@ -233,7 +234,8 @@ def enter_stage(self: Trainer, i: int):
     "Build stage `i`'s data, global order and micro-batch split."
     st = self.cfg.stages[i]
     self.ds = self.stage_dataset(st)
-    held = getattr(getattr(self.ds, 'base', self.ds), 'n_usable', len(self.ds)) - len(getattr(self.ds, 'base', self.ds))
+    base = getattr(self.ds, 'base', self.ds)
+    held = getattr(base, 'n_usable', len(base)) - len(base)
     if len(self.ds) < st.batch_size:
         raise ConfigError(f"stage {st.name!r}: the training data has {len(self.ds)} samples"
                           f"{f' ({held} held out for validation; data.val_path gives your own)' if held > 0 else ''}, "
@@ -271,8 +273,7 @@ def report_data(self: Trainer, first: bool = False, ds=None, show: bool = True) 
     if not hasattr(ds, 'bad'): return {}
     if first and show: self.say(ds.summary())
     new, ds.new_bad = ds.new_bad, []
-    seen = self.__dict__.setdefault('_reported', set())   # a file met by the training and the validation data is listed once
-    new = [b for b in new if b not in seen]; seen.update(new)
+    new = [b for b in new if b not in self._reported]; self._reported.update(new)   # met by training and validation data: listed once
     if new and (self.main or not first):   # found at start: the same on every rank, rank 0 writes them; found while loading: each rank
         with open(self.out / 'bad_samples.jsonl', 'a') as f:
             for path, why in new: f.write(json.dumps(dict(path=path, reason=why, step=self.step, rank=self.rank)) + '\n')
@@ -334,7 +335,8 @@ def draws(self: Trainer, i: int, local: int, slots: range, x: torch.Tensor, capt
 def pack(self: Trainer, i: int, items: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
     "Packed tokens (B, L, p*p*C) of the items' latents, padded to stage `i`'s token budget, and their grids hw (B, 2)."
     st, cfg = self.cfg.stages[i], self.cfg
-    lat = [self.encode({'latent': it['latent'][None]} if 'latent' in it else {'image': it['image'][None]})[0] for it in items]
+    lat = [it['latent'].to(self.device) for it in items] if 'latent' in items[0] else \
+          encode_grouped(lambda b: self.space.encode(b.to(self.device, non_blocking=True)), [it['image'] for it in items])
     x, hw = pack_images(lat, cfg.model.patch, length=(st.resolution[0] // cfg.unit) * (st.resolution[1] // cfg.unit))
     return x, hw.to(x.device)
 
@@ -395,7 +397,7 @@ def val_data(self: Trainer, i: int | None = None) -> dict:
     held = isinstance(ds, ImageCaptionDataset) and ds.cfg.split == 'val'
     if held: ds.new_bad = []   # files skipped at start are the training data's, reported with it
     sizes = [tuple(ds.target_size(j)) for j in range(len(ds))]   # stored latents keep their buckets: validate on the commonest
-    common = max(set(sizes), key=lambda s: (sizes.count(s), s))
+    common = max(Counter(sizes).items(), key=lambda kv: (kv[1], kv[0]))[0]
     b = collate([ds[j] for j in [j for j, s in enumerate(sizes) if s == common][:cfg.val.n_samples]])
     if isinstance(ds, ImageCaptionDataset): self.report_data(first=True, ds=ds, show=not held)   # data.val_path: its summary; bad files
     x = self.encode(b)
