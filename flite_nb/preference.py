@@ -89,13 +89,20 @@ def per_sample_losses(model: nn.Module, patch: int, x_w: torch.Tensor, x_l: torc
     return L.chunk(2)
 
 # %% ../nbs/60_preference.ipynb #31c5dc1b
-def preference_loss(Lw: torch.Tensor, Ll: torch.Tensor, cfg: PreferenceConfig) -> tuple[torch.Tensor, dict]:
-    "The loss of `cfg` ('mapo' or 'grpo') and its statistics (log_odds per pair, baseline mean and std)."
+def preference_loss(Lw: torch.Tensor, Ll: torch.Tensor, cfg: PreferenceConfig,
+                    baseline: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict]:
+    "The loss of `cfg` ('mapo' or 'grpo') and its statistics; `baseline` = (mean, std) of the whole global batch's log-odds when known."
     lo = log_odds(Lw, Ll, cfg.s)
-    if cfg.loss == 'grpo': rel, mean, std = batch_relative(lo, cfg.whiten)
+    if cfg.loss == 'grpo':
+        if baseline is None: rel, mean, std = batch_relative(lo, cfg.whiten)
+        else:
+            mean, std = baseline
+            rel = lo - mean.to(lo.dtype)
+            if cfg.whiten: rel = rel / (std.to(lo.dtype) + 1e-6)
     else: rel, mean, std = lo, torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
     loss = Lw.mean() - cfg.beta * F.logsigmoid(cfg.temperature * rel).mean()
     return loss, dict(log_odds=lo.detach(), baseline=float(mean), baseline_std=float(std))
+
 
 # %% ../nbs/60_preference.ipynb #13ada5ae
 CORRUPTIONS = ('glyph', 'place', 'colour')
@@ -261,6 +268,7 @@ class SFT(Pretrain):
 class Preference(StageKind):
     "MaPO or the GRPO-style loss on (chosen, rejected) pairs; validated on the run's own data."
     name = 'preference'
+    caption_dropout = 0.0   # preference pairs teach the conditional model; a null caption has nothing to prefer
     def dataset(self, run, stage: StageConfig, split: str = 'train'):
         if stage.pref.pairs == 'manifest': return PreferencePairs(stage.source, tuple(stage.resolution))
         base = run.base_dataset(replace(stage, source=''), split)
@@ -273,19 +281,37 @@ class Preference(StageKind):
 
 # %% ../nbs/60_preference.ipynb #cad3543d
 @patch
+def pair_losses(self: Preference, run, i: int, local: int, slots, items, t_all) -> tuple[torch.Tensor, torch.Tensor]:
+    "(L_w, L_l) of one micro-batch of pairs, with the step's per-sample draws."
+    dev = run.device
+    xw = run.space.encode(torch.stack([b['chosen'] for b in items]).to(dev))
+    xl = run.space.encode(torch.stack([b['rejected'] for b in items]).to(dev))
+    dr, text, keep = run.draws(i, local, slots, xw, [b['caption'] for b in items])
+    return per_sample_losses(run.wrapped, run.cfg.model.patch, xw, xl, dr['eps'].to(dev), t_all[list(slots)].to(dev), text, keep, run.amp)
+
+@patch
+@torch.no_grad()
+def global_baseline(self: Preference, run, i: int, local: int, idx: list[int], t_all) -> tuple[torch.Tensor, torch.Tensor]:
+    "(mean, std) of the log-odds over the whole global batch (every rank and micro-step), from a forward pass without gradients."
+    st = run.cfg.stages[i]
+    lo = [log_odds(*self.pair_losses(run, i, local, slots, items, t_all), st.pref.s) for slots, items in run.micro_batches(list(idx))]
+    mean, std, _ = global_stats(torch.cat(lo))
+    return mean, std
+
+
+# %% ../nbs/60_preference.ipynb #f6d5f897
+@patch
 def step(self: Preference, run, i: int, local: int) -> dict:
     "One optimiser step of preference stage `i` (MaPO or GRPO-style) with the trainer's schedule, order, draws and sync."
-    cfg, st, dev = run.cfg, run.cfg.stages[i], run.device
+    st, dev = run.cfg.stages[i], run.device
     idx, t_all = run.begin_step(i, local)
+    baseline = self.global_baseline(run, i, local, idx, t_all) if st.pref.loss == 'grpo' and run.accum > 1 else None
     total = torch.zeros((), device=dev)
     sums = torch.zeros(5, dtype=torch.float64, device=dev)       # L_w, L_l, log-odds, wins, pairs
     base = []
     for slots, items in run.micro_batches(idx):
-        xw = run.space.encode(torch.stack([b['chosen'] for b in items]).to(dev))
-        xl = run.space.encode(torch.stack([b['rejected'] for b in items]).to(dev))
-        dr, text, keep = run.draws(i, local, slots, xw, [b['caption'] for b in items])
-        Lw, Ll = per_sample_losses(run.wrapped, cfg.model.patch, xw, xl, dr['eps'].to(dev), t_all[list(slots)].to(dev), text, keep, run.amp)
-        loss, s = preference_loss(Lw, Ll, st.pref)
+        Lw, Ll = self.pair_losses(run, i, local, slots, items, t_all)
+        loss, s = preference_loss(Lw, Ll, st.pref, baseline)
         (loss / run.accum).backward()
         total += loss.detach() / run.accum
         sums += torch.stack([Lw.detach().double().sum(), Ll.detach().double().sum(), s['log_odds'].double().sum(),

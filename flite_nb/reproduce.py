@@ -9,15 +9,17 @@ from dataclasses import replace
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['ablation_config', 'train_flops', 'run_variant', 'run_grid', 'compare', 'verdict_of', 'paired_stats', 'final_val_by_t',
-           'glyph_score', 'table', 'plot_curves', 'save_results', 'load_results', 'verdict_table']
+__all__ = ['RULE_MIN_SEEDS', 'RULE_ALPHA', 'ablation_config', 'train_flops', 'run_variant', 'run_grid', 'compare', 'verdict_of',
+           'paired_test', 'holm', 'rule_verdict', 'apply_rule', 'final_val_by_t', 'glyph_score', 'table', 'plot_curves',
+           'save_results', 'load_results', 'log2_opt', 'claim_diffs', 'chapter_rule', 'rule_table']
 
 # %% ../nbs/80_reproductions.ipynb #c045330b
+import numpy as np
 import scipy.stats
 import torch
 
 # %% ../nbs/80_reproductions.ipynb #264e8c70
-from .core import config_to_dict, apply_overrides, count_params
+from .core import ConfigError, config_to_dict, config_from_dict, apply_overrides, count_params
 from .model import preset, model_flops
 from .recipes import TrainConfig, CheckpointConfig, recipe
 from .training import Trainer
@@ -42,6 +44,12 @@ def ablation_config(steps: int = 300, dim: int = 128, depth: int = 4, heads: int
 def _fingerprint(cfg: TrainConfig) -> str:
     return json.dumps(config_to_dict(cfg), sort_keys=True)
 
+def _same_config(stored: str | None, cfg: TrainConfig) -> bool:
+    "Whether a result's stored config is `cfg`; a field added to the library since then counts as its default."
+    if not stored: return False
+    try: return _fingerprint(config_from_dict(TrainConfig, json.loads(stored))) == _fingerprint(cfg)
+    except (ConfigError, ValueError, TypeError): return False
+
 def train_flops(cfg: TrainConfig, text_len: int | None = None) -> float:
     "Training FLOPs of the run (forward + backward, kept tokens under sequence dropout; text at `text_len`, default max_length: an upper bound)."
     # batches pad captions to their longest, not to max_length: chapter 86 counts the real lengths where it matters
@@ -59,7 +67,7 @@ def run_variant(cfg: TrainConfig, out: str | Path, force: bool = False) -> dict:
     out = Path(out); res = out / 'result.json'
     if res.exists() and not force:
         r = json.loads(res.read_text())
-        if r.get('config') == _fingerprint(cfg): return r
+        if _same_config(r.get('config'), cfg): return r
     if out.exists(): shutil.rmtree(out)          # a fresh run: metrics.jsonl is appended to, never mixed
     t0 = time.perf_counter()
     tr = Trainer(cfg, out, quiet=True, install_signals=False)
@@ -114,21 +122,48 @@ def verdict_of(diffs: list[float], spread: float, base_spread: float) -> str:
     return 'within noise'
 
 # %% ../nbs/80_reproductions.ipynb #63af3ae9
-def paired_stats(results: dict[str, list[dict]], baseline: str, metric: str = 'final_val') -> str:
-    "Markdown table: per variant the paired differences to `baseline`, sign agreement and a one-sided paired t-test."
-    if baseline not in results: raise KeyError(f"baseline {baseline!r} not among {list(results)}")
-    base = {r['seed']: r[metric] for r in results[baseline]}
-    lines = ['| variant | paired diffs | same sign | mean | sd | t | one-sided p |', '|---|---|---|---|---|---|---|']
-    for k, rs in results.items():
-        if k == baseline: continue
-        d = [r[metric] - base[r['seed']] for r in rs if r['seed'] in base]
-        if len(d) < 2: raise ValueError(f"paired_stats needs >= 2 paired seeds, {k!r} has {len(d)}")
-        m, sd = statistics.fmean(d), statistics.stdev(d)
-        t = m / (sd / len(d) ** 0.5) if sd > 0 else math.copysign(math.inf, m)
-        same = sum((x > 0) == (m > 0) for x in d)
-        lines.append(f"| {k} | {', '.join(f'{x:+.4f}' for x in d)} | {same}/{len(d)} | {m:+.4f} | {sd:.4f} | {t:+.1f} | "
-                     f"{scipy.stats.t.sf(abs(t), len(d) - 1):.3f} |")
-    return '\n'.join(lines)
+RULE_MIN_SEEDS, RULE_ALPHA = 3, 0.05
+_nan = float('nan')
+
+def paired_test(diffs: list[float]) -> dict:
+    "n, mean, 95% t-interval (lo, hi) and two-sided paired t-test p of per-seed differences (nan where n < 2)."
+    d = [float(x) for x in diffs]; n = len(d)
+    m = statistics.fmean(d) if d else _nan
+    if n < 2: return dict(n=n, mean=m, lo=_nan, hi=_nan, p=_nan)
+    se = statistics.stdev(d) / math.sqrt(n)
+    if se == 0: return dict(n=n, mean=m, lo=m, hi=m, p=1.0 if m == 0 else 0.0)
+    h = float(scipy.stats.t.ppf(0.975, n - 1)) * se
+    return dict(n=n, mean=m, lo=m - h, hi=m + h, p=float(2 * scipy.stats.t.sf(abs(m / se), n - 1)))
+
+def holm(ps: list[float]) -> list[float]:
+    "Holm-Bonferroni adjusted p-values, in the order given."
+    adj, run = [1.0] * len(ps), 0.0
+    for k, i in enumerate(sorted(range(len(ps)), key=lambda i: ps[i])):
+        run = max(run, min(1.0, (len(ps) - k) * ps[i])); adj[i] = run
+    return adj
+
+# %% ../nbs/80_reproductions.ipynb #47b49cb4
+def rule_verdict(mean: float, p_holm: float, n: int, direction: str) -> str:
+    "The rule's word for one claim; `direction` is the sign the paper predicts for variant - baseline ('lower'/'higher')."
+    if direction not in ('lower', 'higher'): raise ValueError(f"direction must be 'lower' or 'higher', got {direction!r}")
+    if n < RULE_MIN_SEEDS: return f'inconclusive (n<{RULE_MIN_SEEDS})'
+    if not p_holm < RULE_ALPHA: return 'inconclusive'
+    return 'reproduced' if (mean < 0) == (direction == 'lower') else 'contradicted'
+
+def apply_rule(claims: list[dict]) -> list[dict]:
+    "The claims of one chapter with n, mean, lo, hi, p, p_holm (over the claims with n >= 3) and the rule's verdict."
+    out = []
+    for c in claims:
+        r = dict(c); r.update(paired_test(c['diffs']))
+        if c.get('n_train', r['n']) != r['n']:          # e.g. prompt seeds of one trained model: no interval over training seeds
+            r.update(n=c['n_train'], lo=_nan, hi=_nan, p=_nan)
+        out.append(r)
+    tested = [r for r in out if r['n'] >= RULE_MIN_SEEDS and not math.isnan(r['p'])]
+    for r, p in zip(tested, holm([r['p'] for r in tested])): r['p_holm'] = p
+    for r in out:
+        r.setdefault('p_holm', _nan)
+        r['verdict'] = rule_verdict(r['mean'], r['p_holm'], r['n'], r['direction'])
+    return out
 
 # %% ../nbs/80_reproductions.ipynb #f97134c1
 def final_val_by_t(run: str | Path, prefix: str = 'val') -> dict[float, float]:
@@ -183,13 +218,52 @@ def load_results(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
 
 # %% ../nbs/80_reproductions.ipynb #3a69d5a7
-def verdict_table(folder: str | Path = 'repro') -> str:
-    "A Markdown table of every saved reproduction's claim, verdict and key numbers."
+def _pick(rows: list[dict], sel) -> dict:
+    "The one row matching `sel`: a variant name, or a dict of field values."
+    hits = [r for r in rows if (r.get('variant') == sel if isinstance(sel, str) else all(r.get(k) == v for k, v in sel.items()))]
+    if len(hits) != 1: raise KeyError(f"{sel!r} matches {len(hits)} rows")
+    return hits[0]
+
+def log2_opt(ls, lrs) -> float:
+    "log2 of the best learning rate: vertex of a parabola in log2(lr) through the grid argmin and its neighbours (clamped)."
+    x, ls = np.log2(np.asarray(lrs, dtype=float)), np.asarray(ls, dtype=float)
+    k = int(np.argmin(ls))
+    if k in (0, len(x) - 1): return float(x[k])
+    a, b, _ = np.polyfit(x[k - 1:k + 2], ls[k - 1:k + 2], 2)
+    return float(np.clip(-b / (2 * a), x[k - 1], x[k + 1])) if a > 0 else float(x[k])
+
+def claim_diffs(data: dict, claim: dict) -> list[float]:
+    "Per-seed differences (variant - baseline) of one claim, read from a chapter's saved results."
+    if claim.get('kind') == 'lr_drift':      # |drift of the fitted optimum from `base` to `wide`| under μP minus under SP, per seed
+        L, lrs = data['losses'], data['lrs']
+        drift = lambda p, s: abs(log2_opt(L[p][str(claim['wide'])][s], lrs) - log2_opt(L[p][str(claim['base'])][s], lrs))
+        return [drift('mup', s) - drift('sp', s) for s in range(len(L['mup'][str(claim['base'])]))]
+    rows, key = data[claim.get('rows', 'rows')], claim.get('values', 'values')
+    v, b = _pick(rows, claim['variant'])[key], _pick(rows, claim['baseline'])[key]
+    if len(v) != len(b): raise ValueError(f"{claim['id']}: {len(v)} values against {len(b)}")
+    return [x - y for x, y in zip(v, b)]
+
+def chapter_rule(data: dict) -> list[dict]:
+    "A chapter's saved claims with their per-seed differences and the rule applied."
+    return apply_rule([dict(c, diffs=claim_diffs(data, c)) for c in data.get('claims', [])])
+
+# %% ../nbs/80_reproductions.ipynb #dc03d19b
+def _effect(r: dict) -> str:
+    d = r.get('digits', 4); f = lambda x: f'{x:+.{d}f}'
+    if r['n'] != len(r['diffs']): return f"{f(r['mean'])} (one model; {r.get('seed_kind', 'prompt')} seeds {', '.join(map(f, r['diffs']))})"
+    return f(r['mean']) if math.isnan(r['lo']) else f"{f(r['mean'])} [{f(r['lo'])}, {f(r['hi'])}]"
+
+def rule_table(folder: str | Path = 'repro', chapters: tuple[str, ...] | None = None) -> str:
+    "Markdown table of every saved claim: paper reference and effect, ours with its 95% interval, n seeds, Holm p, the rule's verdict."
     files = sorted(Path(folder).glob('8*.json'))
     if not files: return f'(no results under {folder}/)'
-    lines = ['| chapter | claim tested | verdict | key numbers |', '|---|---|---|---|']
+    lines = ['| chapter | claim | paper (file, section) | paper\'s effect | our effect [95% CI] | n seeds | Holm p | verdict |',
+             '|---|---|---|---|---|---|---|---|']
     for f in files:
-        r = load_results(f)
-        link = f"[{r['title']}]({r['chapter']}.html)"
-        lines.append(f"| {link} | {r['claim']} | **{r['verdict']}** | {r['summary']} |")
+        data = load_results(f)
+        if chapters and data['chapter'] not in chapters: continue
+        for r in chapter_rule(data):
+            hp = '–' if math.isnan(r['p_holm']) else f"{r['p_holm']:.3f}"
+            lines.append(f"| [{data['chapter'][:2]}]({data['chapter']}.html) | {r['claim']} ({r['metric']}; paper: {r['direction']}) | "
+                         f"`{r['paper']}` {r['section']} | {r['paper_effect']} | {_effect(r)} | {r['n']} | {hp} | **{r['verdict']}** |")
     return '\n'.join(lines)
