@@ -227,6 +227,7 @@ class OpenMojiConfig:
     max_glyphs: int = 3
     single_center_prob: float = 0.3  # share of one-glyph-in-the-center samples (the easiest prompts)
     long_caption_prob: float = 0.5  # long (positions + background) vs short caption; F Lite found short prompts weak
+    off_center_long: bool = False  # a lone off-centre glyph always gets the long caption, so a short "a X" means one centred glyph
     n_glyphs: int = 200  # size of the curated subset
     heldout_frac: float = 0.1
     seed: int = 0
@@ -273,7 +274,8 @@ class OpenMojiScenes(Dataset):
         while True:  # positions two grid steps apart on some axis: glyphs (45% of the short side) never overlap
             pos = r.sample(list(POSITIONS), k)
             if all(_apart(a, b) for j, a in enumerate(pos) for b in pos[j + 1:]): break
-        return Scene(r.choice(list(COLOURS)), list(zip(gs, pos))), r.random() < cfg.long_caption_prob
+        long = r.random() < cfg.long_caption_prob   # drawn either way, so the option changes no other sample
+        return Scene(r.choice(list(COLOURS)), list(zip(gs, pos))), long or (cfg.off_center_long and k == 1 and pos[0] != 'center')
 
     def __getitem__(self, i: int) -> dict:
         sc, long = self.scene(i)

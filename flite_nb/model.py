@@ -12,7 +12,7 @@ from typing import Literal, Sequence
 # %% auto #0
 __all__ = ['MLPKind', 'AdaLNKind', 'BlockKind', 'PRESETS', 'patchify', 'unpatchify', 'pack_images', 'unpack_tokens', 'token_mask',
            'timestep_embedding', 'DiTConfig', 'SwiGLU', 'make_mlp', 'mod_names', 'modulate', 'gated_add', 'AdaLN',
-           'FLiteBlock', 'MMDiTBlock', 'gather_tokens', 'PatchEmbed', 'FLiteDiT', 'perturb_zero_init',
+           'FLiteBlock', 'MMDiTBlock', 'gather_tokens', 'PatchEmbed', 'FLiteDiT', 'sincos_2d', 'perturb_zero_init',
            'zero_attention_outputs', 'params_without_grad', 'preset', 'model_flops', 'step_flops', 'mfu',
            'save_pretrained', 'from_pretrained', 'flite_config_from_state_dict', 'convert_flite_state_dict',
            'load_flite_checkpoint']
@@ -104,6 +104,7 @@ class DiTConfig:
     rope_layout: Literal['split_half', 'interleaved'] = 'split_half'
     rope_method: str = 'none'
     rope_train_hw: tuple[int, int] | None = None
+    pos_embed: Literal['none', 'sincos'] = 'none'   # 'sincos': fixed 2D sin-cos position added to the patch embeddings (DiT); F Lite: RoPE only
     attn_scale: str = 'none'
     qkv_bias: bool = False
     out_bias: bool = False
@@ -119,6 +120,7 @@ class DiTConfig:
         for k, tp in (('mlp', MLPKind), ('norm', NormAffine), ('qk_norm', QKNormKind), ('value_residual', ValueResidual),
                       ('adaln', AdaLNKind), ('block', BlockKind)):
             if getattr(self, k) not in typing.get_args(tp): raise ConfigError(f"{k} must be one of {list(typing.get_args(tp))}, got {getattr(self, k)!r}")
+        if self.pos_embed not in ('none', 'sincos'): raise ConfigError(f"pos_embed must be 'none' or 'sincos', got {self.pos_embed!r}")
         if self.rope_train_hw is not None: self.rope_train_hw = tuple(int(v) for v in self.rope_train_hw)
         scales = ('none', 'proportional', 'fitv2', 'fitv2_paper')   # flite_nb.rope.attention_logit_scale kinds
         if self.attn_scale not in scales: raise ConfigError(f"attn_scale must be one of {list(scales)}, got {self.attn_scale!r}")
@@ -377,6 +379,24 @@ def _logit_scale(self: FLiteDiT, hw):
     if hw.dim() == 1: return attention_logit_scale(int(hw[0] * hw[1]), Lt, cfg.attn_scale)
     return torch.tensor([attention_logit_scale(h * w, Lt, cfg.attn_scale) for h, w in hw.tolist()], device=hw.device)
 
+# %% ../nbs/23_model.ipynb #9a2734bc
+def sincos_2d(h: int, w: int, dim: int, device=None) -> torch.Tensor:
+    "(h*w, dim) sin-cos features of each cell's (row, column) as fractions of the grid (half the channels per axis)."
+    if dim % 4: raise ValueError(f"dim must be divisible by 4, got {dim}")
+    f = 1.0 / 10000 ** (torch.arange(dim // 4, device=device, dtype=torch.float32) / (dim // 4))
+    axis = lambda n: ((torch.arange(n, device=device, dtype=torch.float32) + 0.5) / n * 64)[:, None] * f   # 64: the fastest channel still resolves 64 cells
+    ey, ex = (torch.cat([a.sin(), a.cos()], -1) for a in (axis(h), axis(w)))
+    return torch.cat([ey[:, None].expand(h, w, -1), ex[None].expand(h, w, -1)], -1).reshape(h * w, dim)
+
+@patch
+def _pos(self: FLiteDiT, hw, L, token_keep, device):
+    "`sincos_2d` of the image tokens (shared (L, dim) or packed (B, L, dim), zeros on padding); None unless cfg.pos_embed='sincos'."
+    if self.cfg.pos_embed == 'none': return None
+    d = self.cfg.dim
+    if hw.dim() == 1: pe = sincos_2d(int(hw[0]), int(hw[1]), d, device)
+    else: pe = torch.stack([F.pad(sincos_2d(h, w, d, device), (0, 0, 0, L - h * w)) for h, w in hw.tolist()])
+    return gather_tokens(pe, token_keep) if token_keep is not None else pe
+
 # %% ../nbs/23_model.ipynb #4d1f9efa
 @patch
 def _tokens(self: FLiteDiT, x, hw, token_keep):
@@ -423,6 +443,8 @@ def forward(self: FLiteDiT, x: torch.Tensor, t: torch.Tensor | float, context: t
     cmask = context_mask if cfg.text_mask else None
 
     h = self.patch_embed(tokens)
+    pe = self._pos(grid, L, token_keep, x.device)
+    if pe is not None: h = h + pe.to(h.dtype)
     h = torch.cat([self.register_tokens.expand(B, -1, -1).to(h.dtype), h], 1)
     c = self.time_embed(timestep_embedding(t, cfg.dim))
     shared = self.adaLN_global(c) if cfg.adaln != 'block' else None

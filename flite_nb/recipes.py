@@ -11,9 +11,9 @@ from typing import Literal
 
 # %% auto #0
 __all__ = ['STAGE_KINDS', 'STAGE_KIND_MODULES', 'PREF_LOSSES', 'PAIR_SOURCES', 'RECIPES', 'StageKind', 'register_stage_kind',
-           'stage_kind_names', 'get_stage_kind', 'SubsetConfig', 'PreferenceConfig', 'StageConfig', 'DataConfig',
-           'ValConfig', 'CheckpointConfig', 'DistConfig', 'TrainConfig', 'recipe', 'check_before_loading',
-           'config_summary']
+           'stage_kind_names', 'get_stage_kind', 'caption_dropout_of', 'SubsetConfig', 'PreferenceConfig', 'GRPOConfig',
+           'StageConfig', 'DataConfig', 'ValConfig', 'CheckpointConfig', 'DistConfig', 'TrainConfig', 'recipe',
+           'check_before_loading', 'config_summary']
 
 # %% ../nbs/44_recipes.ipynb #63ce6f9a
 import torch
@@ -34,6 +34,7 @@ from fastcore.basics import patch
 class StageKind:
     "A kind of stage: the data it trains on and one optimisation step, through the Trainer's public API."
     name: str = ''
+    caption_dropout: float = 0.1   # the null-condition rate a stage of this kind gets unless it sets its own (CFG needs it while learning)
     def dataset(self, run, stage, split: str = 'train'):
         "The stage's data set (default: the run's data at the stage's resolution)."
         return run.base_dataset(stage, split)
@@ -46,7 +47,7 @@ class StageKind:
 
 # %% ../nbs/44_recipes.ipynb #6fd8452f
 STAGE_KINDS: dict[str, StageKind] = {}
-STAGE_KIND_MODULES = {'pretrain': 'flite_nb.training', 'sft': 'flite_nb.preference', 'preference': 'flite_nb.preference'}
+STAGE_KIND_MODULES = {'pretrain': 'flite_nb.training', 'sft': 'flite_nb.preference', 'preference': 'flite_nb.preference', 'grpo': 'flite_nb.grpo'}
 
 def register_stage_kind(kind: StageKind) -> StageKind:
     "Register `kind` (an instance) under `kind.name`; returns it."
@@ -63,6 +64,11 @@ def get_stage_kind(name: str) -> StageKind:
     if name not in STAGE_KINDS and name in STAGE_KIND_MODULES: importlib.import_module(STAGE_KIND_MODULES[name])
     if name not in STAGE_KINDS: raise ConfigError(f"unknown stage kind {name!r}; choose from {stage_kind_names()}")
     return STAGE_KINDS[name]
+
+def caption_dropout_of(stage) -> float:
+    "The stage's caption-dropout rate: its own, or its kind's default when unset."
+    return get_stage_kind(stage.kind).caption_dropout if stage.caption_dropout is None else stage.caption_dropout
+
 
 # %% ../nbs/44_recipes.ipynb #ed6586f2
 PREF_LOSSES, PAIR_SOURCES = ('mapo', 'grpo'), ('corrupt', 'manifest')
@@ -100,6 +106,28 @@ class PreferenceConfig:
             if not getattr(self, k) > 0: raise ConfigError(f"pref.{k} must be > 0, got {getattr(self, k)}")
         if self.whiten and self.loss != 'grpo': raise ConfigError("pref.whiten needs pref.loss='grpo' (MaPO has no batch statistics)")
 
+@dataclass
+class GRPOConfig:
+    "Online GRPO of a 'grpo' stage (Flow-GRPO, chapter 61): groups, SDE rollouts, ratio clipping, the KL leash, prompts."
+    group: int = 8                   # samples per prompt; stage.batch_size = prompts per step x group
+    sample_steps: int = 10           # SDE steps per rollout (denoising reduction; evaluation keeps the run's sampler)
+    noise: float = 0.7               # a in sigma_t = a sqrt(t / (1 - t))
+    reuse: int = 1                   # optimiser steps per rollout batch (each on its share); ratios leave 1 from the second on
+    clip: float = 0.2                # PPO/GRPO clip range of the probability ratio
+    beta: float = 0.04               # weight of KL(policy || starting model); > 0 needs init_from
+    cfg_scale: float = 3.0           # guidance in rollouts and update alike (Flow-GRPO trains the guided policy)
+    global_std: bool = False         # advantages over the std of the whole step instead of each group's
+    single_center_prob: float = 0.0  # prompts: share of lone centred glyphs; the rest are scenes with places and colours
+    reward: str = 'scene'            # 'scene': the recogniser's checks (chapter 51); or 'package.module:function'(images, scenes)
+
+    def __post_init__(self):
+        if self.group < 2 or self.sample_steps < 1 or self.reuse < 1: raise ConfigError("rl.group must be >= 2, rl.sample_steps and rl.reuse >= 1")
+        for k in ('noise', 'clip', 'cfg_scale'):
+            if not (getattr(self, k) > 0 and math.isfinite(getattr(self, k))): raise ConfigError(f"rl.{k} must be finite and > 0, got {getattr(self, k)}")
+        if not (self.beta >= 0 and math.isfinite(self.beta)): raise ConfigError(f"rl.beta must be finite and >= 0, got {self.beta}")
+        if self.reward != 'scene' and ':' not in self.reward: raise ConfigError(f"rl.reward must be 'scene' or 'package.module:function', got {self.reward!r}")
+        if not 0 <= self.single_center_prob <= 1: raise ConfigError(f"rl.single_center_prob must be in [0, 1], got {self.single_center_prob}")
+
 # %% ../nbs/44_recipes.ipynb #f525a13a
 @dataclass
 class StageConfig:
@@ -115,21 +143,24 @@ class StageConfig:
     lr: float = 1e-3                         # peak lr (μP: at OptimConfig.base_width)
     warmup: int = 100
     seq_drop: float = 0.0                    # fraction of image tokens dropped per sample
-    caption_dropout: float = 0.1             # probability of the null condition (for CFG)
+    caption_dropout: float | None = None     # probability of the null condition (for CFG); None: the kind's (0.1 pretrain/SFT, 0 preference)
     source: str = ''                         # '' = the run's data; else a folder or .csv/.jsonl manifest for this stage
     trainable: Literal['all', 'bitfit'] = 'all'   # 'bitfit': FiTv2's post-training (biases, norms, patch embedder, final layer)
     subset: SubsetConfig = field(default_factory=SubsetConfig)          # kind 'sft': which samples to keep
     pref: PreferenceConfig = field(default_factory=PreferenceConfig)    # kind 'preference': loss and pairs
+    rl: GRPOConfig = field(default_factory=GRPOConfig)                  # kind 'grpo': online GRPO (chapter 61)
 
     def __post_init__(self):
         if self.kind not in stage_kind_names(): raise ConfigError(f"stage {self.name!r}: kind must be one of {stage_kind_names()}, got {self.kind!r}")
         if self.kind == 'preference' and self.pref.pairs == 'manifest' and not self.source:
             raise ConfigError(f"stage {self.name!r}: pref.pairs='manifest' needs stage.source (a folder or .jsonl of prompt/chosen/rejected)")
+        if self.kind == 'grpo' and self.batch_size % self.rl.group:
+            raise ConfigError(f"stage {self.name!r}: batch_size {self.batch_size} must be a multiple of rl.group {self.rl.group} (prompts x group)")
         if self.packing and self.buckets: raise ConfigError(f"stage {self.name!r}: packing and buckets are two answers to mixed aspect ratios; choose one")
         if self.steps < 1 or self.batch_size < 1 or self.micro_batch < 0: raise ConfigError(f"stage {self.name!r}: steps and batch_size must be >= 1, micro_batch >= 0")
         if not (self.lr > 0 and math.isfinite(self.lr)): raise ConfigError(f"stage {self.name!r}: lr must be finite and > 0, got {self.lr}")
         if self.trainable not in TRAINABLE: raise ConfigError(f"stage {self.name!r}: trainable must be one of {TRAINABLE}, got {self.trainable!r}")
-        if not 0 <= self.caption_dropout <= 1: raise ConfigError(f"stage {self.name!r}: caption_dropout must be in [0, 1], got {self.caption_dropout}")
+        if self.caption_dropout is not None and not 0 <= self.caption_dropout <= 1: raise ConfigError(f"stage {self.name!r}: caption_dropout must be in [0, 1], got {self.caption_dropout}")
         try: check_rate(self.seq_drop, 'seq_drop')
         except ValueError as e: raise ConfigError(f"stage {self.name!r}: {e}") from None
 

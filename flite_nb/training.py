@@ -30,7 +30,7 @@ from .data import OpenMojiScenes, ImageDataConfig, ImageCaptionDataset, make_buc
 from .sources import open_images, infer_source, LatentShards, LATENTS_META
 from .optim import wsd, trainable_names, make_optimizer, set_lr, EMA, mup_init_model
 from .order import generator_for, draw_timesteps, GlobalOrder, StepBatches, slot_range, per_sample_draws
-from .recipes import TrainConfig, StageConfig, StageKind, register_stage_kind, get_stage_kind, config_summary, check_before_loading
+from .recipes import TrainConfig, StageConfig, StageKind, register_stage_kind, get_stage_kind, caption_dropout_of, config_summary, check_before_loading
 from .distributed import setup_distributed, parallelize, grad_sync, clip_grad_norm, StopFlag, barrier, RunLogger
 from .checkpoint import (full_state, save_checkpoint, latest_checkpoint, load_checkpoint, init_weights, weights_file, write_pipeline,
                                  checkpoints, resume_latest, CheckpointError)
@@ -326,7 +326,7 @@ def draws(self: Trainer, i: int, local: int, slots: range, x: torch.Tensor, capt
     cfg, st = self.cfg, self.cfg.stages[i]
     n_tok = (hw[:, 0] * hw[:, 1]).tolist() if hw is not None else (x.shape[-2] // cfg.model.patch) * (x.shape[-1] // cfg.model.patch)
     dr = per_sample_draws([(cfg.seed, 'sample', i, local * st.batch_size + j) for j in slots], tuple(x.shape[1:]),
-                          st.caption_dropout, n_tok, st.seq_drop)
+                          caption_dropout_of(st), n_tok, st.seq_drop)
     keep = dr['keep'].to(self.device) if dr['keep'] is not None else None
     text = self.text(captions, dr['dropped'], self.device) if states is None else self.null_text(states, dr['dropped'], self.device)
     return dr, text, keep
