@@ -225,6 +225,7 @@ class OpenMojiConfig:
     size: tuple[int, int] = (64, 64)  # (height, width) when no buckets are given
     buckets: list[tuple[int, int]] | None = None  # (height, width) choices: each sample picks one (aspect-ratio training)
     max_glyphs: int = 3
+    min_glyphs: int = 1   # scenes that are not a lone centred glyph have min_glyphs..max_glyphs glyphs
     single_center_prob: float = 0.3  # share of one-glyph-in-the-center samples (the easiest prompts)
     long_caption_prob: float = 0.5  # long (positions + background) vs short caption; F Lite found short prompts weak
     off_center_long: bool = False  # a lone off-centre glyph always gets the long caption, so a short "a X" means one centred glyph
@@ -239,6 +240,7 @@ class OpenMojiScenes(Dataset):
         self.cfg = cfg = cfg or OpenMojiConfig(**kw)
         if cfg.split not in SPLITS: raise ConfigError(f"split must be one of {SPLITS}, got {cfg.split!r}")
         if not 1 <= cfg.max_glyphs <= 9: raise ConfigError(f"max_glyphs must be in [1, 9], got {cfg.max_glyphs}")
+        if not 1 <= cfg.min_glyphs <= cfg.max_glyphs: raise ConfigError(f"min_glyphs must be in [1, max_glyphs={cfg.max_glyphs}], got {cfg.min_glyphs}")
         if cfg.length < 1: raise ConfigError(f"length must be >= 1, got {cfg.length}")
         self.seen, self.heldout = split_glyphs(curate_glyphs(cfg.n_glyphs), cfg.heldout_frac, cfg.seed)
         if cfg.split == 'heldout_combo' and cfg.max_glyphs < 2: raise ConfigError("heldout_combo needs max_glyphs >= 2")
@@ -265,7 +267,7 @@ class OpenMojiScenes(Dataset):
         pool = self.heldout if cfg.split == 'heldout_glyph' else self.seen
         if cfg.split != 'heldout_combo' and r.random() < cfg.single_center_prob:
             return Scene(r.choice(list(COLOURS)), [(r.choice(pool), 'center')]), r.random() < cfg.long_caption_prob
-        lo = 2 if cfg.split == 'heldout_combo' else 1
+        lo = max(cfg.min_glyphs, 2 if cfg.split == 'heldout_combo' else 1)
         for _ in range(1000):
             k = r.randint(lo, min(cfg.max_glyphs, len(pool)))  # a small pool caps the glyphs per scene
             gs = r.sample(pool, k)

@@ -118,6 +118,7 @@ class GRPOConfig:
     cfg_scale: float = 3.0           # guidance in rollouts and update alike (Flow-GRPO trains the guided policy)
     global_std: bool = False         # advantages over the std of the whole step instead of each group's
     single_center_prob: float = 0.0  # prompts: share of lone centred glyphs; the rest are scenes with places and colours
+    min_glyphs: int = 1              # prompts: at least this many glyphs in those scenes (2: two glyphs with places)
     reward: str = 'scene'            # 'scene': the recogniser's checks (chapter 51); or 'package.module:function'(images, scenes)
 
     def __post_init__(self):
@@ -315,19 +316,22 @@ def check_combinations(self: TrainConfig):
 def _tiny() -> TrainConfig:
     return TrainConfig(
         recipe='tiny',
-        model=preset('tiny', dim=192, depth=4, heads=3, patch=4, n_registers=4),
-        text=TextEncoderConfig(name='minilm', layer=-1, max_length=32),
+        # composition (chapter 51, nbs/logs/default_run_composition.md): an absolute place for "on the left" (sincos,
+        # chapter 23; F Lite has RoPE alone), MiniLM's layer 4 as F Lite cuts T5 mid-way (its last block is trained for pooled similarity)
+        model=preset('tiny', dim=192, depth=4, heads=3, patch=4, n_registers=4, pos_embed='sincos'),
+        text=TextEncoderConfig(name='minilm', layer=4, max_length=32),
         latents=LatentConfig(kind='pixel'),
         data=DataConfig(openmoji=OpenMojiConfig(length=4096, size=(32, 32), n_glyphs=32, max_glyphs=2,
-                                                single_center_prob=0.8, long_caption_prob=0.25, heldout_frac=0.1)),   # held-out pairs: chapter 51's by-task rows
+                                                single_center_prob=0.4, long_caption_prob=0.5, off_center_long=True,   # "a X" alone means centred
+                                                heldout_frac=0.1)),   # held-out pairs: chapter 51's by-task rows
         timesteps=TimestepConfig(sampler='logit_normal', shift='flite', base_size=32, uniform_mix=0.1),
         optim=OptimConfig(base_width=192, grad_clip=1.0),
         schedule=ScheduleConfig(decay=0.25, decay_kind='1-sqrt'),
         ema=EMAConfig(decay=0.998),
-        stages=[StageConfig(name='32px', steps=1800, resolution=(32, 32), batch_size=32, lr=2e-3, warmup=100,
+        stages=[StageConfig(name='32px', steps=3000, resolution=(32, 32), batch_size=32, lr=2e-3, warmup=100,
                             caption_dropout=0.1)],
-        val=ValConfig(every=300, n_samples=64, sample_every=600, n_prompts=8, sample_steps=20, cfg_scale=3.0),
-        checkpoint=CheckpointConfig(every=600, keep=2),
+        val=ValConfig(every=500, n_samples=64, sample_every=1000, n_prompts=8, sample_steps=20, cfg_scale=3.0),
+        checkpoint=CheckpointConfig(every=1000, keep=2),
         precision='bf16' if cpu_has_bf16() or torch.cuda.is_available() else 'fp32',
         # threads=0: every core on an idle machine (2 threads 202 img/s vs ~120 with 1, same losses); one thread when a
         # start-up probe finds the CPU busy (2 spinning threads fell to 28 img/s there; chapter 00's pick_threads)
@@ -384,10 +388,19 @@ def _tiny_post() -> TrainConfig:
                                        pref=PreferenceConfig(loss='mapo', temperature=1000.0))],
                    val=replace(c.val, every=50, sample_every=350), checkpoint=CheckpointConfig(every=0, keep=2), log_every=5)
 
-RECIPES = {'tiny': _tiny, 'micro': _micro, 'flite-10b': _flite_10b, 'tiny-post': _tiny_post}
+def _tiny_grpo() -> TrainConfig:
+    "Online GRPO (chapter 61) from the default run (`runs/tiny`) on scenes with places and colours, rewarded by the recogniser."
+    c = _tiny()
+    return replace(c, recipe='tiny-grpo', init_from='runs/tiny',
+                   ema=EMAConfig(decay=0.95),   # ~20-step average: the policy moves within a few dozen steps
+                   stages=[StageConfig(name='grpo', kind='grpo', steps=120, resolution=(32, 32), batch_size=64, lr=1e-4, warmup=5,
+                                       rl=GRPOConfig(group=8, sample_steps=10, noise=0.7, reuse=2, beta=0.04, cfg_scale=3.0, min_glyphs=2))],
+                   val=replace(c.val, every=20, sample_every=60), checkpoint=CheckpointConfig(every=20, keep=2), log_every=1)
+
+RECIPES = {'tiny': _tiny, 'micro': _micro, 'flite-10b': _flite_10b, 'tiny-post': _tiny_post, 'tiny-grpo': _tiny_grpo}
 
 def recipe(name: str) -> TrainConfig:
-    "A fresh copy of recipe `name` ('tiny', 'micro', 'flite-10b', 'tiny-post')."
+    "A fresh copy of recipe `name` ('tiny', 'micro', 'flite-10b', 'tiny-post', 'tiny-grpo')."
     if name not in RECIPES: raise ConfigError(f"unknown recipe {name!r}; choose from {list(RECIPES)}")
     return RECIPES[name]()
 

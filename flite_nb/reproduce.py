@@ -33,9 +33,10 @@ def ablation_config(steps: int = 300, dim: int = 128, depth: int = 4, heads: int
     cfg = recipe('tiny')
     st = replace(cfg.stages[0], name=f'{size}px', steps=steps, resolution=(size, size), batch_size=batch, lr=lr,
                  warmup=max(1, steps // 8))
-    om = replace(cfg.data.openmoji, size=(size, size), heldout_frac=0.0)   # the data the reproductions were run on (tiny now holds out pairs)
+    # the data and text layer the reproductions were run on (tiny has since moved to composition-friendly settings, chapter 51)
+    om = replace(cfg.data.openmoji, size=(size, size), heldout_frac=0.0, single_center_prob=0.8, long_caption_prob=0.25, off_center_long=False)
     cfg = replace(cfg, recipe='ablation', model=preset('tiny', dim=dim, depth=depth, heads=heads, patch=patch, n_registers=4),
-                  optim=replace(cfg.optim, base_width=dim), data=replace(cfg.data, openmoji=om), stages=[st],
+                  optim=replace(cfg.optim, base_width=dim), data=replace(cfg.data, openmoji=om), stages=[st], text=replace(cfg.text, layer=-1),
                   val=replace(cfg.val, every=val_every, sample_every=0, n_samples=64, batch_size=64),
                   checkpoint=CheckpointConfig(every=0, keep=1, export=False), threads=1, log_every=10)
     return apply_overrides(cfg, overrides) if overrides else cfg
