@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Sequence
 
 # %% auto #0
-__all__ = ['EXIT_OK', 'EXIT_FAILED', 'EXIT_CONFIG', 'EXIT_NONFINITE', 'EXIT_STOPPED', 'build_config', 'parse_args', 'run_config',
-           'main']
+__all__ = ['EXIT_OK', 'EXIT_FAILED', 'EXIT_CONFIG', 'EXIT_NONFINITE', 'EXIT_STOPPED', 'build_config', 'parse_args', 'dry_run',
+           'run_config', 'main']
 
 # %% ../nbs/70_train.ipynb #0ea8e4da
 from .core import ConfigError, config_from_dict, load_config, apply_overrides
-from .recipes import TrainConfig, recipe, RECIPES
+from .recipes import TrainConfig, recipe, RECIPES, check_before_loading, config_summary
 from .checkpoint import CheckpointError
 from .training import Trainer, NonFiniteError
+from .plan import report, splits
 
 # %% ../nbs/70_train.ipynb #c3de152d
 def _read_config_file(p: Path) -> dict:
@@ -54,8 +55,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument('--config', default=None, help='YAML or JSON file with (part of) a TrainConfig')
     p.add_argument('--out', default=None, help='run folder (default: runs/<preset>)')
     p.add_argument('--resume', action='store_true', help='continue from the newest checkpoint in --out')
+    p.add_argument('--dry-run', action='store_true', help='print the config, the memory plan and the time estimate, then exit: no encoder, VAE, data or training')
+    p.add_argument('--world', type=int, default=None, help='--dry-run: the number of GPUs to plan for (default: $WORLD_SIZE or 1)')
+    p.add_argument('--gpu-gib', type=float, default=80.0, help='--dry-run: memory per GPU in GiB (default 80)')
     p.add_argument('overrides', nargs='*', help='key.sub=value, e.g. stages.0.steps=100 optim.grad_clip=0.5')
     return p.parse_intermixed_args(argv)
+
+# %% ../nbs/70_train.ipynb #f1fb3747
+def dry_run(a: argparse.Namespace, out: Path) -> int:
+    "`--dry-run`: the config summary, the memory plan and time estimate for `--world` GPUs (chapter 49); loads no encoder, VAE or data."
+    cfg, world = run_config(a, out), a.world or int(os.environ.get('WORLD_SIZE', '1'))
+    if world < 1: raise ConfigError(f"--world must be >= 1, got {world}")
+    try: check_before_loading(cfg, world)
+    except ConfigError as e:
+        if not splits(cfg, world): raise            # a batch that does not split over the ranks: the one-line error
+        warn = f"warning: a run would stop here: {e}"   # data that is not on this machine (yet)
+    else: warn = ''
+    if int(os.environ.get('RANK', '0')) == 0:
+        print(config_summary(cfg), *([warn] if warn else []), '', report(cfg, world, a.gpu_gib), sep='\n', flush=True)
+    return EXIT_OK
 
 # %% ../nbs/70_train.ipynb #07b4aa20
 def run_config(a: argparse.Namespace, out: Path) -> TrainConfig:
@@ -76,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(a.out or f'runs/{a.preset or "tiny"}')
     def fail(kind: str, e: BaseException, code: int) -> int:
         print(f"{kind}: {e}", file=sys.stderr, flush=True); return code
-    try: res = Trainer(run_config(a, out), out, resume=a.resume).fit()
+    try:
+        if a.dry_run: return dry_run(a, out)
+        res = Trainer(run_config(a, out), out, resume=a.resume).fit()
     except ConfigError as e: return fail('config error', e, EXIT_CONFIG)
     except NonFiniteError as e: return fail('error', e, EXIT_NONFINITE)
     except CheckpointError as e: return fail('checkpoint error', e, EXIT_FAILED)
