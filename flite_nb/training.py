@@ -125,7 +125,9 @@ def build(self: Trainer, init: bool = False):
     self._text_encoder = self._text = self._space = None
     self.null_text = stored_text(cfg) if cfg.data.kind == 'latents' else None   # precomputed: no encoder or VAE to train
     width = self.null_text.width if self.null_text is not None else self.text_encoder.width
-    if cfg.model.text_dim != width: self.cfg = cfg = replace(cfg, model=replace(cfg.model, text_dim=width))
+    if cfg.model.text_dim != width:   # derived, not chosen: the encoder fixes it (said, so a config that set it learns why it changed)
+        self.say(f"model.text_dim {cfg.model.text_dim} -> {width}: the width of the text encoder's states")
+        self.cfg = cfg = replace(cfg, model=replace(cfg.model, text_dim=width))
     self.downsample = cfg.unit // cfg.model.patch
     self.model = build_model(cfg).to(self.device)
     self.init_source = init_weights(self.model, cfg.init_from) if init else None   # post-training: weights, fresh optimiser
