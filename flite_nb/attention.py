@@ -38,8 +38,12 @@ class RMSNorm(nn.Module):
         self.dim, self.eps, self.affine, self.fp32 = dim, eps, affine, fp32
         self.weight = nn.Parameter(torch.ones(dim)) if 'weight' in affine else None
         self.bias = nn.Parameter(torch.zeros(dim)) if 'bias' in affine else None
-    def forward(self, x): return rms_norm(x, self.eps, self.weight, self.bias, self.fp32)
-    def extra_repr(self): return f"{self.dim}, eps={self.eps}, affine={self.affine!r}"
+    def forward(self, x):
+        "RMS-normalise the last dimension of `x` (with the optional affine weight and bias)."
+        return rms_norm(x, self.eps, self.weight, self.bias, self.fp32)
+    def extra_repr(self):
+        "Dimension, eps and affine kind, for `print(module)`."
+        return f"{self.dim}, eps={self.eps}, affine={self.affine!r}"
 
 # %% ../nbs/21_attention.ipynb #32f58d31
 QKNormKind = Literal['none', 'fixed', 'learned']
@@ -111,6 +115,7 @@ class ValueMix(nn.Module):
         if self.kind == 'fixed': return self.lambda_fixed
         return None
     def forward(self, v, v0):
+        "Mix this block's values `v` with the first block's `v0`: lambda v + (1 - lambda) v0 (`v` alone when off)."
         if v0 is None or self.kind == 'none': return v
         l = self.lam.to(v.dtype)
         return torch.lerp(v0, v, l)  # = l v + (1 - l) v0, one fused op

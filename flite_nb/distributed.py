@@ -81,6 +81,7 @@ class StopFlag:
                 except ValueError: pass   # not the main thread (e.g. inside some notebook runners)
     def _handler(self, signum, frame): self.flag, self.signal = True, signal.Signals(signum).name
     def should_stop(self, device=None) -> bool:
+        "Whether any rank got a stop signal (all-reduced when distributed)."
         if dist.is_available() and dist.is_initialized():
             t = torch.tensor([float(self.flag)], device=device); dist.all_reduce(t, op=dist.ReduceOp.MAX)
             return bool(t.item())
@@ -103,6 +104,7 @@ class RunLogger:
         self.bar = tqdm(total=total, initial=start, dynamic_ncols=True, mininterval=2.0, disable=not sys.stderr.isatty() and os.environ.get('FLITE_TQDM') != '1')
 
     def log(self, step: int, **scalars):
+        "Append `scalars` at `step` to metrics.jsonl (and TensorBoard)."
         if not self.enabled: return
         rec = {'step': step, 'time': round(time.time(), 3), **{k: float(v) for k, v in scalars.items()}}
         self.f.write(json.dumps(rec) + '\n'); self.f.flush()
@@ -110,15 +112,18 @@ class RunLogger:
             for k, v in scalars.items(): self.tb.add_scalar(k, float(v), step)
 
     def progress(self, n: int, **post):
+        "Advance the progress bar by `n` steps, showing `post`."
         if self.bar is not None:
             self.bar.update(n)
             if post: self.bar.set_postfix({k: (f'{v:.4g}' if isinstance(v, float) else v) for k, v in post.items()}, refresh=False)
 
     def print(self, *a):
+        "Print on rank 0 without breaking the progress bar."
         if not self.enabled: return
         (self.bar.write if self.bar is not None and not self.bar.disable else print)(' '.join(str(x) for x in a))
 
     def close(self):
+        "Close the progress bar, TensorBoard writer and metrics file."
         if not self.enabled: return
         if self.bar is not None: self.bar.close()
         if self.tb is not None: self.tb.close()

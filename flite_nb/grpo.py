@@ -101,6 +101,7 @@ class GRPO(StageKind):
         self.reward_fn, self.ref, self.rec, self._ro = reward_fn, None, None, None
 
     def dataset(self, run, stage, split: str = 'train'):
+        "The run's OpenMoji scenes; for training, prompts drawn as `stage.rl` asks."
         base = run.base_dataset(replace(stage, source=''), split)
         if split == 'train':
             if not isinstance(base, OpenMojiScenes):

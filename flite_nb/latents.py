@@ -28,8 +28,12 @@ class LatentSpace(nn.Module):
     "Base class: `encode` images in [-1, 1] to latents, `decode` back; `channels` and `downsample` describe the latents."
     channels: int = 3
     downsample: int = 1
-    def encode(self, images: torch.Tensor) -> torch.Tensor: raise NotImplementedError
-    def decode(self, latents: torch.Tensor) -> torch.Tensor: raise NotImplementedError
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        "Images (B, 3, H, W) in [-1, 1] to latents."
+        raise NotImplementedError
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        "Latents back to images (B, 3, H, W) in [-1, 1]."
+        raise NotImplementedError
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         "(C, h, w) of the latents of an H x W image."
         f = self.downsample
@@ -46,9 +50,11 @@ class PixelSpace(LatentSpace):
         if unshuffle < 1: raise ConfigError(f"unshuffle must be >= 1, got {unshuffle}")
         self.r, self.channels, self.downsample = unshuffle, 3 * unshuffle ** 2, unshuffle
     def encode(self, images):
+        "Images to pixel 'latents' (pixel-unshuffled when `unshuffle` > 1)."
         self._check(images)
         return F.pixel_unshuffle(images, self.r) if self.r > 1 else images
     def decode(self, latents):
+        "Pixel 'latents' back to images."
         return F.pixel_shuffle(latents, self.r) if self.r > 1 else latents
 
 # %% ../nbs/31_latents.ipynb #c10e713a
@@ -74,10 +80,13 @@ class VAESpace(LatentSpace):
         self.downsample = 2 ** (len(c.block_out_channels) - 1)
 
     @property
-    def dtype(self): return next(self.vae.parameters()).dtype
+    def dtype(self):
+        "The VAE's parameter dtype."
+        return next(self.vae.parameters()).dtype
 
     @torch.no_grad()
     def encode(self, images, generator: torch.Generator | None = None):
+        "Images to shifted and scaled VAE latents (the mean, or a sample when `sample`)."
         self._check(images)
         d = self.vae.encode(images.to(self.dtype)).latent_dist
         z = d.sample(generator) if self.sample else d.mean
@@ -85,6 +94,7 @@ class VAESpace(LatentSpace):
 
     @torch.no_grad()
     def decode(self, latents):
+        "Shifted and scaled VAE latents back to images."
         return self.vae.decode((latents / self.scale + self.shift).to(self.dtype)).sample.float()
 
 # %% ../nbs/31_latents.ipynb #99865b2e

@@ -138,11 +138,13 @@ class EMA:
         self.shadow = {n: p.detach().float().clone() for n, p in model.named_parameters()}
 
     def current_decay(self) -> float:
+        "The decay of the next update (with warmup: min(decay, (1 + n) / (10 + n)))."
         n = self.updates
         return min(self.decay, (1 + n) / (10 + n)) if self.warmup else self.decay
 
     @torch.no_grad()
     def update(self, model: nn.Module):
+        "Move the shadow weights towards `model`'s by 1 - decay."
         d = self.current_decay()
         for n, p in model.named_parameters(): self.shadow[n].lerp_(p.detach().float(), 1 - d)
         self.updates += 1
@@ -158,8 +160,11 @@ class EMA:
             with torch.no_grad():
                 for n, p in model.named_parameters(): p.copy_(saved[n])
 
-    def state_dict(self) -> dict: return dict(self.shadow)
+    def state_dict(self) -> dict:
+        "The shadow weights by parameter name."
+        return dict(self.shadow)
     def load_state_dict(self, sd: dict, updates: int = 0):
+        "Load shadow weights and the update count."
         with torch.no_grad():
             for n, v in sd.items(): self.shadow[n].copy_(v)
         self.updates = updates

@@ -65,9 +65,12 @@ class GlobalOrder:
         return [out[i] for i in order]
 
     @property
-    def per_epoch(self) -> int: return len(self._epoch_batches(0))
+    def per_epoch(self) -> int:
+        "Global batches in one epoch."
+        return len(self._epoch_batches(0))
 
     def batch(self, step: int) -> list[int]:
+        "The dataset indices of global batch `step`."
         n = self.per_epoch if self._batches is None else len(self._batches)
         if n == 0: raise ConfigError(f"no bucket holds a full global batch of {self.G}: lower batch_size or use fewer buckets")
         e = step // n

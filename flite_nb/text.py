@@ -146,7 +146,9 @@ class TextEncoder(nn.Module):
         self.width = self.model.config.d_model if _is_t5(self.model) else self.model.config.hidden_size
 
     @property
-    def device(self): return next(self.model.parameters()).device
+    def device(self):
+        "The encoder's device."
+        return next(self.model.parameters()).device
 
 
 # %% ../nbs/30_text.ipynb #f0552e10
@@ -255,6 +257,7 @@ class TextCache:
                 f.unlink(missing_ok=True)
 
     def key(self, caption: str) -> str:
+        "The cache key of `caption` (the encoder's)."
         if self.encoder is None: raise ValueError("TextCache needs an encoder to compute keys (pass encoder=...)")
         return self.encoder.cache_key(caption)
 

@@ -366,6 +366,7 @@ class Pretrain(StageKind):
     "Flow matching on the stage's data (chapter 10's loss on latents, text states and kept tokens; packed when the stage asks)."
     name = 'pretrain'
     def step(self, run: Trainer, i: int, local: int) -> dict:
+        "One optimiser step of flow matching; returns the logged scalars."
         idx, t_all = run.begin_step(i, local)
         total, real = torch.zeros((), device=run.device), []
         for slots, items in run.micro_batches(idx):
