@@ -4,14 +4,15 @@
 
 # %% ../nbs/00_core.ipynb #f7d3f950
 from __future__ import annotations
-import dataclasses, json, os, random, typing
+import argparse, dataclasses, functools, json, os, random, sys, typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['get_device', 'cpu_has_bf16', 'autocast_dtype', 'pick_threads', 'num_threads', 'seed_everything', 'rng_state',
-           'set_rng_state', 'ConfigError', 'config_to_dict', 'config_from_dict', 'apply_overrides', 'save_config',
-           'load_config', 'show_config', 'count_params', 'human']
+           'set_rng_state', 'ConfigError', 'literal_choices', 'check_choices', 'config_to_dict', 'config_from_dict',
+           'apply_overrides', 'save_config', 'load_config', 'cli_parser', 'cli_run', 'show_config', 'count_params',
+           'human']
 
 # %% ../nbs/00_core.ipynb #bac69617
 import numpy as np
@@ -93,6 +94,28 @@ def set_rng_state(s: dict):
 class ConfigError(ValueError):
     "A configuration that cannot be used: unknown key, wrong type or invalid value."
 
+# %% ../nbs/00_core.ipynb #b698132f
+def literal_choices(tp) -> tuple | None:
+    "The allowed values of a `Literal[...]` or `Optional[Literal[...]]` annotation (None allowed too); None for other annotations."
+    if typing.get_origin(tp) is typing.Literal: return typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, getattr(__import__('types'), 'UnionType', None)):
+        lits = [a for a in typing.get_args(tp) if typing.get_origin(a) is typing.Literal]
+        if lits and all(a is type(None) or a in lits for a in typing.get_args(tp)):
+            return tuple(v for a in lits for v in typing.get_args(a)) + ((None,) if type(None) in typing.get_args(tp) else ())
+    return None
+
+@functools.lru_cache(maxsize=None)
+def _choice_fields(cls) -> tuple:
+    "(name, allowed values) of each `Literal`-annotated field of dataclass `cls`."
+    names = {f.name for f in fields(cls)}
+    return tuple((n, ok) for n, tp in typing.get_type_hints(cls).items() if n in names and (ok := literal_choices(tp)) is not None)
+
+def check_choices(cfg, prefix: str = ''):
+    "Raise `ConfigError` for the first `Literal`-annotated field of dataclass `cfg` whose value is not allowed."
+    for name, ok in _choice_fields(type(cfg)):
+        if getattr(cfg, name) not in ok:
+            raise ConfigError(f"{prefix}{name} must be one of {[v for v in ok if v is not None]}{' or None' if None in ok else ''}, got {getattr(cfg, name)!r}")
+
 # %% ../nbs/00_core.ipynb #a4eb4d39
 def config_to_dict(cfg) -> dict:
     "A dataclass config (nested ones included) as a plain JSON-able dict."
@@ -118,7 +141,7 @@ def _coerce(tp, v, key):
             except ConfigError: pass
         raise ConfigError(f"{key}: {v!r} does not match {tp}")
     if origin is typing.Literal:
-        if v not in args: raise ConfigError(f"{key}: {v!r} is not one of {list(args)}")
+        if v not in args: raise ConfigError(f"{key} must be one of {list(args)}, got {v!r}")   # as check_choices says it
         return v
     if is_dataclass(tp):
         if is_dataclass(v): return v
@@ -220,6 +243,19 @@ def load_config(cls, path: str | Path):
         import yaml; d = yaml.safe_load(text) or {}
     else: d = json.loads(text)
     return config_from_dict(cls, d)
+
+# %% ../nbs/00_core.ipynb #110f4bae
+def cli_parser(module: str, description: str) -> argparse.ArgumentParser:
+    "The `argparse` parser of `python -m flite_nb.<module>`."
+    return argparse.ArgumentParser(prog=f'python -m flite_nb.{module}', description=description)
+
+def cli_run(body, errors=((ConfigError, 'config error', 2),)) -> int:
+    "Call `body()` and return its exit code (0 for None); the first `(types, label, code)` of `errors` that matches an exception prints `label: message` on stderr and returns `code`."
+    try: r = body()
+    except tuple(t for ts, _, _ in errors for t in (ts if isinstance(ts, tuple) else (ts,))) as e:
+        label, code = next((l, c) for ts, l, c in errors if isinstance(e, ts))
+        print(f"{label}: {e}", file=sys.stderr, flush=True); return code
+    return 0 if r is None else int(r)
 
 # %% ../nbs/00_core.ipynb #2f8308fc
 def show_config(cfg) -> str:

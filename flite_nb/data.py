@@ -10,14 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['OPENMOJI_CREDIT', 'COLOURS', 'POSITIONS', 'SPLITS', 'IMAGE_EXTS', 'CAPTION_KEYS', 'openmoji_root', 'openmoji_font',
-           'openmoji_codepoints', 'glyph_candidates', 'render_glyph', 'glyph_stats', 'glyph_name', 'is_plural',
-           'article', 'glyph_phrase', 'curate_glyphs', 'Scene', 'render_scene', 'split_glyphs', 'heldout_pair',
-           'OpenMojiConfig', 'OpenMojiScenes', 'pil_to_tensor', 'tensor_to_pil', 'show_samples', 'BadImage',
-           'load_image', 'resize_center_crop', 'read_caption', 'scan_folder', 'read_manifest', 'ImageDataConfig',
-           'check_header', 'size_problem', 'index_rows', 'ImageCaptionDataset', 'collate', 'LoaderStats',
-           'make_buckets', 'nearest_bucket', 'BucketBatchSampler', 'plot_buckets', 'fit_size', 'fit_resize_crop',
-           'pad_collate', 'grid_token_mask', 'write_shards', 'TarStream', 'drop_bad', 'stream_collate', 'make_loader']
+__all__ = ['OPENMOJI_CREDIT', 'COLOURS', 'POSITIONS', 'SplitKind', 'SPLITS', 'IMAGE_EXTS', 'CAPTION_KEYS', 'openmoji_root',
+           'openmoji_font', 'openmoji_codepoints', 'glyph_candidates', 'render_glyph', 'glyph_stats', 'glyph_name',
+           'is_plural', 'article', 'glyph_phrase', 'curate_glyphs', 'Scene', 'render_scene', 'split_glyphs',
+           'heldout_pair', 'OpenMojiConfig', 'OpenMojiScenes', 'pil_to_tensor', 'tensor_to_pil', 'show_samples',
+           'BadImage', 'load_image', 'resize_center_crop', 'read_caption', 'scan_folder', 'read_manifest',
+           'ImageDataConfig', 'check_header', 'size_problem', 'index_rows', 'ImageCaptionDataset', 'collate',
+           'LoaderStats', 'make_buckets', 'nearest_bucket', 'BucketBatchSampler', 'plot_buckets', 'fit_size',
+           'fit_resize_crop', 'pad_collate', 'grid_token_mask', 'write_shards', 'TarStream', 'drop_bad',
+           'stream_collate', 'make_loader']
 
 # %% ../nbs/32_data.ipynb #5451a5b2
 import numpy as np
@@ -26,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFile, ImageFont, ImageOps, UnidentifiedIm
 from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
 
 # %% ../nbs/32_data.ipynb #d3dbae51
-from .core import ConfigError
+from .core import ConfigError, check_choices
 from fastcore.basics import patch
 
 # %% ../nbs/32_data.ipynb #4b247b88
@@ -174,13 +175,16 @@ class Scene:
         return out
 
     def short_caption(self) -> str:
+        "The glyphs' phrases joined by 'and', without places or background."
         return ' and '.join(glyph_phrase(cp) for cp, _ in self.glyphs)
 
     def long_caption(self) -> str:
+        "Each glyph with its place, then the background colour."
         parts = [f"{glyph_phrase(cp)} {_POS_PHRASE[pos]}" for cp, pos in self.glyphs]
         return ' and '.join(parts) + f", on {'an' if self.background[0] in 'aeiou' else 'a'} {self.background} background"
 
     def to_dict(self, height: int | None = None, width: int | None = None) -> dict:
+        "The scene as a JSON-able dict (background, its RGB, objects with code point, name and position; boxes given a size)."
         d = dict(background=self.background, background_rgb=list(COLOURS[self.background]),
                  objects=[dict(codepoint=f'{cp:X}', name=glyph_name(cp), phrase=glyph_phrase(cp), position=pos) for cp, pos in self.glyphs])
         if height is not None:
@@ -215,12 +219,13 @@ def _apart(a: str, b: str) -> bool:
     (xa, ya), (xb, yb) = POSITIONS[a], POSITIONS[b]
     return max(abs(xa - xb), abs(ya - yb)) >= 0.5
 
-SPLITS = ('train', 'val', 'heldout_glyph', 'heldout_combo')
+SplitKind = typing.Literal['train', 'val', 'heldout_glyph', 'heldout_combo']
+SPLITS = typing.get_args(SplitKind)
 
 @dataclass
 class OpenMojiConfig:
     "The synthetic OpenMoji scene dataset."
-    split: typing.Literal['train', 'val', 'heldout_glyph', 'heldout_combo'] = 'train'
+    split: SplitKind = 'train'
     length: int = 10_000  # samples per epoch (scenes are generated on the fly, indexed deterministically)
     size: tuple[int, int] = (64, 64)  # (height, width) when no buckets are given
     buckets: list[tuple[int, int]] | None = None  # (height, width) choices: each sample picks one (aspect-ratio training)
@@ -233,12 +238,13 @@ class OpenMojiConfig:
     heldout_frac: float = 0.1
     seed: int = 0
 
+    def __post_init__(self): check_choices(self)   # split
+
 # %% ../nbs/32_data.ipynb #fd22daf0
 class OpenMojiScenes(Dataset):
     "Map-style dataset of rendered OpenMoji scenes with captions and scene descriptions; sample i is a pure function of (seed, split, i)."
     def __init__(self, cfg: OpenMojiConfig | None = None, **kw):
         self.cfg = cfg = cfg or OpenMojiConfig(**kw)
-        if cfg.split not in SPLITS: raise ConfigError(f"split must be one of {SPLITS}, got {cfg.split!r}")
         if not 1 <= cfg.max_glyphs <= 9: raise ConfigError(f"max_glyphs must be in [1, 9], got {cfg.max_glyphs}")
         if not 1 <= cfg.min_glyphs <= cfg.max_glyphs: raise ConfigError(f"min_glyphs must be in [1, max_glyphs={cfg.max_glyphs}], got {cfg.min_glyphs}")
         if cfg.length < 1: raise ConfigError(f"length must be >= 1, got {cfg.length}")
@@ -572,6 +578,7 @@ def collate(batch: list[dict]) -> dict:
 class LoaderStats(Counter):
     "Counts the issues reported by batches (works with DataLoader workers, whose dataset counters are out of reach)."
     def update_from(self, batch: dict):
+        "Count the samples and issues reported by `batch`."
         self['samples'] += len(batch['caption'])
         for iss in batch.get('issues', []):
             for s in iss: self[s.split(':')[0]] += 1
@@ -614,7 +621,9 @@ class BucketBatchSampler(Sampler):
     def from_dataset(cls, ds, batch_size: int, **kw):
         "Group by `ds.target_size(i)`."
         return cls([ds.target_size(i) for i in range(len(ds))], batch_size, **kw)
-    def set_epoch(self, epoch: int): self.epoch = epoch
+    def set_epoch(self, epoch: int):
+        "Set the epoch that seeds the next shuffle."
+        self.epoch = epoch
     def _batches(self):
         g = random.Random(_h('buckets', self.seed, self.epoch))
         groups = {}

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import torch.distributed as dist
 
 # %% ../nbs/10_rectified_flow.ipynb #b496695f
-from .core import seed_everything, num_threads
+from .core import seed_everything, num_threads, cli_parser, cli_run
 
 # %% ../nbs/10_rectified_flow.ipynb #c82ca39e
 def _bcast(t: torch.Tensor | float, x: torch.Tensor, name: str = 't', check: bool = True) -> torch.Tensor:
@@ -214,6 +214,7 @@ class ToyVelocity(nn.Module):
         self.net = nn.Sequential(*layers, nn.Linear(width, 2))
 
     def forward(self, x, t):
+        "Velocity at points `x` (B, 2) and times `t` (B,)."
         tf = t.float()[:, None] * self.freqs
         return self.net(torch.cat([x.float(), t.float()[:, None], tf.sin(), tf.cos()], 1)).to(x.dtype)
 
@@ -317,15 +318,16 @@ def _summary(m: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     "Command line (`python -m flite_nb.flow`, `flite-toy`): train the 2D rectified-flow toy and write its plots and metrics."
-    p = argparse.ArgumentParser(prog='python -m flite_nb.flow', description=main.__doc__)
+    p = cli_parser('flow', main.__doc__)
     p.add_argument('--out', default='runs/toy', help='output folder')
     p.add_argument('--steps', type=int, default=3000, help='training steps')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--data', default='moons', choices=['moons', 'checkerboard'])
     a = p.parse_args(argv)
-    m = run_toy(a.out, steps=a.steps, seed=a.seed, data=a.data)
-    print(_summary(m)); print(f"wrote {Path(a.out) / 'samples.png'} and {Path(a.out) / 'metrics.json'}")
-    return 0
+    def body():
+        m = run_toy(a.out, steps=a.steps, seed=a.seed, data=a.data)
+        print(_summary(m)); print(f"wrote {Path(a.out) / 'samples.png'} and {Path(a.out) / 'metrics.json'}")
+    return cli_run(body, [(ValueError, 'error', 2)])
 
 # %% ../nbs/10_rectified_flow.ipynb #678b19e5
 #| eval: false

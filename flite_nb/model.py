@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 # %% auto #0
-__all__ = ['MLPKind', 'AdaLNKind', 'BlockKind', 'PRESETS', 'patchify', 'unpatchify', 'pack_images', 'unpack_tokens', 'token_mask',
-           'timestep_embedding', 'DiTConfig', 'SwiGLU', 'make_mlp', 'mod_names', 'modulate', 'gated_add', 'AdaLN',
-           'FLiteBlock', 'MMDiTBlock', 'gather_tokens', 'PatchEmbed', 'FLiteDiT', 'sincos_2d', 'perturb_zero_init',
-           'zero_attention_outputs', 'params_without_grad', 'preset', 'model_flops', 'step_flops', 'mfu',
-           'save_pretrained', 'from_pretrained', 'flite_config_from_state_dict', 'convert_flite_state_dict',
-           'load_flite_checkpoint']
+__all__ = ['MLPKind', 'AdaLNKind', 'BlockKind', 'AttnScaleKind', 'PRESETS', 'patchify', 'unpatchify', 'pack_images',
+           'unpack_tokens', 'token_mask', 'timestep_embedding', 'DiTConfig', 'SwiGLU', 'make_mlp', 'mod_names',
+           'modulate', 'gated_add', 'AdaLN', 'FLiteBlock', 'MMDiTBlock', 'gather_tokens', 'PatchEmbed', 'FLiteDiT',
+           'sincos_2d', 'perturb_zero_init', 'zero_attention_outputs', 'params_without_grad', 'preset', 'model_flops',
+           'step_flops', 'mfu', 'save_pretrained', 'from_pretrained', 'flite_config_from_state_dict',
+           'convert_flite_state_dict', 'load_flite_checkpoint']
 
 # %% ../nbs/23_model.ipynb #a744bcf5
 import torch
@@ -23,8 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from fastcore.basics import patch, patch_to
-from .core import ConfigError, config_from_dict, config_to_dict, save_config, load_config, count_params, human
-from .rope import RopeConfig, rope_2d, with_prefix, attention_logit_scale
+from .core import ConfigError, check_choices, config_from_dict, config_to_dict, save_config, load_config, count_params, human
+from .rope import RopeConfig, RopeMethod, rope_2d, with_prefix, attention_logit_scale
 from .attention import (RMSNorm, QKNorm, SelfAttention, CrossAttention, ValueMix, attention, apply_rope,
                                 NormAffine, QKNormKind, ValueResidual)
 from einops import rearrange
@@ -74,6 +74,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000., sc
 MLPKind = Literal['gelu', 'gelu_tanh', 'swiglu']
 AdaLNKind = Literal['block', 'shared', 'lora']
 BlockKind = Literal['cross', 'mmdit']
+AttnScaleKind = Literal['none', 'proportional', 'fitv2', 'fitv2_paper']   # flite_nb.rope.attention_logit_scale kinds
 
 @dataclass
 class DiTConfig:
@@ -102,10 +103,10 @@ class DiTConfig:
     block: BlockKind = 'cross'
     rope_base: float = 10000.
     rope_layout: Literal['split_half', 'interleaved'] = 'split_half'
-    rope_method: str = 'none'
+    rope_method: RopeMethod = 'none'
     rope_train_hw: tuple[int, int] | None = None
     pos_embed: Literal['none', 'sincos'] = 'none'   # 'sincos': fixed 2D sin-cos position added to the patch embeddings (DiT); F Lite: RoPE only
-    attn_scale: str = 'none'
+    attn_scale: AttnScaleKind = 'none'
     qkv_bias: bool = False
     out_bias: bool = False
     grad_checkpoint: bool = False
@@ -117,13 +118,8 @@ class DiTConfig:
         if self.n_registers < 0: raise ConfigError(f"n_registers must be >= 0, got {self.n_registers}")
         if self.dim % self.heads: raise ConfigError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
         if self.head_dim % 4: raise ConfigError(f"head_dim = dim/heads = {self.head_dim} must be divisible by 4 for 2D RoPE")
-        for k, tp in (('mlp', MLPKind), ('norm', NormAffine), ('qk_norm', QKNormKind), ('value_residual', ValueResidual),
-                      ('adaln', AdaLNKind), ('block', BlockKind)):
-            if getattr(self, k) not in typing.get_args(tp): raise ConfigError(f"{k} must be one of {list(typing.get_args(tp))}, got {getattr(self, k)!r}")
-        if self.pos_embed not in ('none', 'sincos'): raise ConfigError(f"pos_embed must be 'none' or 'sincos', got {self.pos_embed!r}")
+        check_choices(self)   # every Literal field: mlp, norm, qk_norm, value_residual, adaln, block, rope_layout, rope_method, pos_embed, attn_scale
         if self.rope_train_hw is not None: self.rope_train_hw = tuple(int(v) for v in self.rope_train_hw)
-        scales = ('none', 'proportional', 'fitv2', 'fitv2_paper')   # flite_nb.rope.attention_logit_scale kinds
-        if self.attn_scale not in scales: raise ConfigError(f"attn_scale must be one of {list(scales)}, got {self.attn_scale!r}")
         if self.attn_scale != 'none' and self.rope_train_hw is None:
             raise ConfigError(f"attn_scale={self.attn_scale!r} needs rope_train_hw (the training grid in patches)")
         if self.block == 'mmdit' and self.cross_gate: raise ConfigError("cross_gate applies to block='cross' only")
@@ -160,6 +156,7 @@ class SwiGLU(nn.Module):
         super().__init__()
         self.w1, self.w2 = nn.Linear(dim, 2 * hidden, bias=bias), nn.Linear(hidden, dim, bias=bias)
     def forward(self, x):
+        "w2(silu(w1_a x) * w1_b x)."
         a, b = self.w1(x).chunk(2, -1)
         return self.w2(F.silu(a) * b)
 
@@ -197,6 +194,7 @@ class AdaLN(nn.Module):
         elif cfg.adaln == 'lora':
             self.adaLN_lora = nn.Sequential(nn.SiLU(), nn.Linear(d, cfg.adaln_lora_rank, bias=False), nn.Linear(cfg.adaln_lora_rank, n * d, bias=False))
     def forward(self, c: torch.Tensor, shared: torch.Tensor | None) -> dict:
+        "The modulation tensors (shift, scale, gate, ...) by name, from the conditioning `c` and the shared projection."
         if not self.names: return {}
         if shared is not None: shared = shared[..., :len(self.names) * c.shape[-1]]   # a last MM-DiT block needs a prefix
         if self.kind == 'block': m = self.adaLN_modulation(c)
@@ -287,6 +285,7 @@ class PatchEmbed(nn.Module):
         super().__init__()
         self.patch_proj = nn.Conv2d(in_channels, dim, patch, patch)
     def forward(self, tokens):
+        "Patch tokens (B, N, C p p) to embeddings (B, N, dim) with the conv's weights."
         w = self.patch_proj.weight
         return F.linear(tokens, w.permute(0, 2, 3, 1).reshape(w.shape[0], -1), self.patch_proj.bias)
 

@@ -18,7 +18,7 @@ __all__ = ['GiB', 'PEAK_FLOPS', 'TEXT_ENCODERS', 'FLUX_VAE_PARAMS', 'FLUX_VAE_WI
 import torch
 
 # %% ../nbs/49_plan.ipynb #63827e6c
-from .core import ConfigError, count_params, human
+from .core import ConfigError, count_params, human, cli_parser, cli_run
 from .model import DiTConfig, FLiteDiT, model_flops
 from .seqdrop import keep_count
 from .recipes import TrainConfig, StageConfig, config_summary
@@ -230,7 +230,7 @@ def report(cfg: TrainConfig, world: int, gpu_gib: float = 80, mfu: float = 0.4, 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     "Options and `key.sub=value` overrides, in any order."
     from flite_nb.recipes import RECIPES
-    p = argparse.ArgumentParser(prog='python -m flite_nb.plan', description="Per-GPU memory, FLOPs and time of a recipe, stage by stage, before anything loads.")
+    p = cli_parser('plan', "Per-GPU memory, FLOPs and time of a recipe, stage by stage, before anything loads.")
     p.add_argument('--preset', default='flite-10b', choices=list(RECIPES), help='recipe (default: flite-10b)')
     p.add_argument('--config', default=None, help='YAML or JSON file with (part of) a TrainConfig')
     p.add_argument('--gpus', type=int, default=int(os.environ.get('WORLD_SIZE', '8')), help='world size (default: $WORLD_SIZE or 8)')
@@ -245,11 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     "Print the plan; 0, or 2 with a one-line message on a config error."
     a = parse_args(argv)
     from flite_nb.train import build_config   # the train command's own reading of presets, files and overrides
-    try:
+    def body():
         if a.gpus < 1 or not 0 < a.mfu <= 1: raise ConfigError(f"--gpus must be >= 1 and --mfu in (0, 1], got {a.gpus}, {a.mfu}")
         print(report(build_config(a.preset, a.config, a.overrides), a.gpus, a.gpu_gib, a.mfu, a.peak, a.overhead_gib), flush=True)
-    except ConfigError as e: print(f"config error: {e}", file=sys.stderr); return 2
-    return 0
+    return cli_run(body)
 
 # %% ../nbs/49_plan.ipynb #02efb0ad
 #| eval: false

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save, save_file
 
 # %% ../nbs/48_precompute.ipynb #06732867
-from .core import ConfigError, config_to_dict
+from .core import ConfigError, config_to_dict, cli_parser, cli_run
 from .data import ImageDataConfig, OpenMojiScenes, make_buckets
 from .text import TextEncoder, StoredText
 from .latents import make_latent_space, encode_grouped
@@ -50,6 +50,7 @@ def encode_items(items: list[dict], space, enc: TextEncoder | None) -> list[dict
     return [dict(latent=zz.contiguous(), **({} if s is None else dict(context=s[0], context_mask=s[1]))) for zz, s in zip(z, states)]
 
 def space_device(space) -> torch.device:
+    "The device of a latent space's parameters (CPU when it has none)."
     return next((p.device for p in space.parameters()), torch.device('cpu'))
 
 # %% ../nbs/48_precompute.ipynb #636ecbc8
@@ -108,23 +109,21 @@ def write_meta(out: Path, cfg: TrainConfig, stage: int, enc: TextEncoder, text: 
 def main(argv: list[str] | None = None) -> int:
     "`python -m flite_nb.precompute`: encode a run's data once; 0 done, 2 config error, 1 other failure."
     from flite_nb.train import build_config
-    ap = argparse.ArgumentParser(prog='python -m flite_nb.precompute', description='Precompute latents and text states for a run.')
+    ap = cli_parser('precompute', 'Precompute latents and text states for a run.')
     ap.add_argument('--preset', default='tiny'); ap.add_argument('--config', default=None); ap.add_argument('--out', required=True)
     ap.add_argument('--stage', type=int, default=0, help='the stage whose resolution and buckets the latents are made at')
     ap.add_argument('--no-text', action='store_true', help='latents only (captions are encoded while training)')
     ap.add_argument('--per-shard', type=int, default=1000); ap.add_argument('--batch-size', type=int, default=64)
     ap.add_argument('overrides', nargs='*')
     a = ap.parse_intermixed_args(argv)
-    try:
+    def body():
         cfg = build_config(a.preset, a.config, a.overrides)
         if not 0 <= a.stage < len(cfg.stages): raise ConfigError(f"--stage {a.stage}: the recipe has {len(cfg.stages)} stage(s)")
         rank, world, device = setup_distributed(cfg.device)
         r = precompute(cfg, a.out, a.stage, not a.no_text, a.per_shard, a.batch_size, rank, world, device)
-    except ConfigError as e: print(f"config error: {e}", file=sys.stderr); return 2
-    except OSError as e: print(f"error: {e}", file=sys.stderr); return 1
-    if rank == 0: print(f"done: {a.out} ({r['written']} samples written here, {r['skipped']} skipped, {r['reused']} shards reused); "
-                        f"train with data.path={a.out}")
-    return 0
+        if rank == 0: print(f"done: {a.out} ({r['written']} samples written here, {r['skipped']} skipped, {r['reused']} shards reused); "
+                            f"train with data.path={a.out}")
+    return cli_run(body, [(ConfigError, 'config error', 2), (OSError, 'error', 1)])
 
 # %% ../nbs/48_precompute.ipynb #9ff4ebc4
 if __name__ == '__main__' and 'get_ipython' not in globals(): sys.exit(main())

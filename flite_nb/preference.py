@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from fastcore.basics import patch
 
 # %% ../nbs/60_preference.ipynb #5359e2d6
-from .core import ConfigError
+from .core import ConfigError, cli_parser, cli_run
 from .data import (OpenMojiScenes, OpenMojiConfig, ImageCaptionDataset, Scene, render_scene, pil_to_tensor, tensor_to_pil,
                            load_image, resize_center_crop, BadImage, COLOURS, POSITIONS, _apart)
 from .order import seed_of
@@ -128,7 +128,9 @@ class OpenMojiPairs(Dataset):
     def __init__(self, base: OpenMojiScenes, seed: int = 0):
         self.base, self.seed = base, seed
     def __len__(self): return len(self.base)
-    def target_size(self, i: int) -> tuple[int, int]: return self.base.target_size(i)
+    def target_size(self, i: int) -> tuple[int, int]:
+        "The (height, width) of pair `i`: its scene's."
+        return self.base.target_size(i)
     def pair(self, i: int) -> tuple[Scene, Scene, str]:
         "(true scene, corrupted scene, corruption kind) of pair i."
         sc, _ = self.base.scene(i)
@@ -161,7 +163,9 @@ class PreferencePairs(Dataset):
         self.stats = {'pairs': len(self.records), 'bad_image': 0}
 
     def __len__(self): return len(self.records)
-    def target_size(self, i: int) -> tuple[int, int]: return self.size
+    def target_size(self, i: int) -> tuple[int, int]:
+        "The (height, width) every pair is resized to."
+        return self.size
 
     def _load(self, path: str) -> torch.Tensor:
         im, _ = load_image(path)
@@ -248,7 +252,9 @@ class SubsetDataset(Dataset):
     def __init__(self, base, indices: list[int]):
         self.base, self.indices = base, list(indices)
     def __len__(self): return len(self.indices)
-    def target_size(self, i: int) -> tuple[int, int]: return self.base.target_size(self.indices[i])
+    def target_size(self, i: int) -> tuple[int, int]:
+        "The (height, width) of the `i`-th kept sample."
+        return self.base.target_size(self.indices[i])
     def __getitem__(self, i: int) -> dict: return self.base[self.indices[i]]
 
 # %% ../nbs/60_preference.ipynb #903ea70a
@@ -256,6 +262,7 @@ class SFT(Pretrain):
     "Pre-training's step on a filtered subset of the run's data (`stage.subset`)."
     name = 'sft'
     def dataset(self, run, stage: StageConfig, split: str = 'train'):
+        "The run's data filtered by `stage.subset`."
         ds = run.base_dataset(stage, split)
         idx = subset_indices(ds, stage.subset)
         if len(idx) < stage.batch_size:
@@ -270,6 +277,7 @@ class Preference(StageKind):
     name = 'preference'
     caption_dropout = 0.0   # preference pairs teach the conditional model; a null caption has nothing to prefer
     def dataset(self, run, stage: StageConfig, split: str = 'train'):
+        "Pairs from the manifest in `stage.source`, or corrupted OpenMoji scenes."
         if stage.pref.pairs == 'manifest': return PreferencePairs(stage.source, tuple(stage.resolution))
         base = run.base_dataset(replace(stage, source=''), split)
         if not isinstance(base, OpenMojiScenes):
@@ -277,7 +285,9 @@ class Preference(StageKind):
                               f"for other data use pref.pairs='manifest' with stage.source")
         return OpenMojiPairs(base, run.cfg.seed)
 
-    def val_stage(self, stage: StageConfig): return replace(stage, source='')   # its source holds pairs
+    def val_stage(self, stage: StageConfig):
+        "Validate on the run's own data (the stage's source holds pairs)."
+        return replace(stage, source='')   # its source holds pairs
 
 # %% ../nbs/60_preference.ipynb #cad3543d
 @patch
@@ -396,7 +406,7 @@ def posthoc_ema_pipeline(run: str | Path, out: str | Path, weight: float | str =
 # %% ../nbs/60_preference.ipynb #b4621337
 def preference_main(argv: list[str] | None = None) -> int:
     "The `python -m flite_nb.preference` command (posthoc-ema, pairs); returns the exit code."
-    ap = argparse.ArgumentParser(prog='python -m flite_nb.preference', description='Post-training tools: post-hoc EMA, preference pairs.')
+    ap = cli_parser('preference', 'Post-training tools: post-hoc EMA, preference pairs.')
     sub = ap.add_subparsers(dest='cmd', required=True)
     e = sub.add_parser('posthoc-ema', help='combine a run\'s checkpoints by iterative lerp into a pipeline folder')
     e.add_argument('--run', required=True, help='run folder (with checkpoints/ and pipeline/)')
@@ -408,7 +418,7 @@ def preference_main(argv: list[str] | None = None) -> int:
     p.add_argument('--pipeline', required=True); p.add_argument('--out', required=True)
     p.add_argument('--n', type=int, default=64); p.add_argument('--seed', type=int, default=0)
     a = ap.parse_args(argv)
-    try:
+    def body():
         if a.cmd == 'posthoc-ema':
             w = a.weight if a.weight == 'uniform' else _lerp_weight(a.weight, 1)   # validated number
             out = posthoc_ema_pipeline(a.run, a.out, w, a.checkpoints, a.ema)
@@ -417,10 +427,7 @@ def preference_main(argv: list[str] | None = None) -> int:
             from flite_nb.sampling import FlitePipeline
             r = model_sample_pairs(FlitePipeline.from_folder(a.pipeline), a.out, a.n, seed=a.seed)
             print(f"kept {r['kept']} of {r['total']} pairs (sample score {r['sample_score']:.2f}); wrote {r['manifest']}")
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return cli_run(body, [(ConfigError, 'config error', 2), ((ValueError, FileNotFoundError), 'error', 2)])
 
 # %% ../nbs/60_preference.ipynb #4ac28333
 #| eval: false

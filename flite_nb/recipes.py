@@ -4,22 +4,22 @@
 
 # %% ../nbs/44_recipes.ipynb #cfb4f858
 from __future__ import annotations
-import importlib, math
+import importlib, math, typing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 # %% auto #0
-__all__ = ['STAGE_KINDS', 'STAGE_KIND_MODULES', 'PREF_LOSSES', 'PAIR_SOURCES', 'RECIPES', 'StageKind', 'register_stage_kind',
-           'stage_kind_names', 'get_stage_kind', 'caption_dropout_of', 'SubsetConfig', 'PreferenceConfig', 'GRPOConfig',
-           'StageConfig', 'DataConfig', 'ValConfig', 'CheckpointConfig', 'DistConfig', 'TrainConfig', 'recipe',
-           'check_before_loading', 'config_summary']
+__all__ = ['STAGE_KINDS', 'STAGE_KIND_MODULES', 'PrefLoss', 'PairSource', 'PREF_LOSSES', 'PAIR_SOURCES', 'RECIPES', 'StageKind',
+           'register_stage_kind', 'stage_kind_names', 'get_stage_kind', 'caption_dropout_of', 'SubsetConfig',
+           'PreferenceConfig', 'GRPOConfig', 'StageConfig', 'DataConfig', 'ValConfig', 'CheckpointConfig', 'DistConfig',
+           'TrainConfig', 'recipe', 'check_before_loading', 'config_summary']
 
 # %% ../nbs/44_recipes.ipynb #63ce6f9a
 import torch
 
 # %% ../nbs/44_recipes.ipynb #54e66820
-from .core import ConfigError, cpu_has_bf16
+from .core import ConfigError, check_choices, cpu_has_bf16
 from .timesteps import TimestepConfig
 from .model import DiTConfig, preset
 from .text import TextEncoderConfig, flite_t5_config
@@ -71,7 +71,8 @@ def caption_dropout_of(stage) -> float:
 
 
 # %% ../nbs/44_recipes.ipynb #ed6586f2
-PREF_LOSSES, PAIR_SOURCES = ('mapo', 'grpo'), ('corrupt', 'manifest')
+PrefLoss, PairSource = Literal['mapo', 'grpo'], Literal['corrupt', 'manifest']
+PREF_LOSSES, PAIR_SOURCES = typing.get_args(PrefLoss), typing.get_args(PairSource)
 
 @dataclass
 class SubsetConfig:
@@ -92,16 +93,15 @@ class SubsetConfig:
 @dataclass
 class PreferenceConfig:
     "The loss and pairs of a 'preference' stage (MaPO, or F Lite's GRPO-style batch-relative variant)."
-    loss: str = 'grpo'               # 'mapo' | 'grpo' (log-odds minus their mean over the global batch)
+    loss: PrefLoss = 'grpo'          # 'mapo' | 'grpo' (log-odds minus their mean over the global batch)
     beta: float = 0.1                # weight of the preference term against mean(L_w)
     temperature: float = 1000.0      # T of MaPO (the number of train timesteps); alpha of the GRPO variant
     s: float = 0.5                   # f(L) = s L / (exp(s L) - 1)
     whiten: bool = False             # grpo: also divide the centred log-odds by their global std (GRPO proper)
-    pairs: str = 'corrupt'           # 'corrupt': true OpenMoji render vs one wrong glyph/place/colour; 'manifest': stage.source
+    pairs: PairSource = 'corrupt'    # 'corrupt': true OpenMoji render vs one wrong glyph/place/colour; 'manifest': stage.source
 
     def __post_init__(self):
-        if self.loss not in PREF_LOSSES: raise ConfigError(f"pref.loss must be one of {PREF_LOSSES}, got {self.loss!r}")
-        if self.pairs not in PAIR_SOURCES: raise ConfigError(f"pref.pairs must be one of {PAIR_SOURCES}, got {self.pairs!r}")
+        check_choices(self, 'pref.')   # loss, pairs
         for k in ('beta', 'temperature', 's'):
             if not getattr(self, k) > 0: raise ConfigError(f"pref.{k} must be > 0, got {getattr(self, k)}")
         if self.whiten and self.loss != 'grpo': raise ConfigError("pref.whiten needs pref.loss='grpo' (MaPO has no batch statistics)")
@@ -160,7 +160,7 @@ class StageConfig:
         if self.packing and self.buckets: raise ConfigError(f"stage {self.name!r}: packing and buckets are two answers to mixed aspect ratios; choose one")
         if self.steps < 1 or self.batch_size < 1 or self.micro_batch < 0: raise ConfigError(f"stage {self.name!r}: steps and batch_size must be >= 1, micro_batch >= 0")
         if not (self.lr > 0 and math.isfinite(self.lr)): raise ConfigError(f"stage {self.name!r}: lr must be finite and > 0, got {self.lr}")
-        if self.trainable not in TRAINABLE: raise ConfigError(f"stage {self.name!r}: trainable must be one of {TRAINABLE}, got {self.trainable!r}")
+        check_choices(self, f"stage {self.name!r}: ")   # trainable (kind is a registry: checked above)
         if self.caption_dropout is not None and not 0 <= self.caption_dropout <= 1: raise ConfigError(f"stage {self.name!r}: caption_dropout must be in [0, 1], got {self.caption_dropout}")
         try: check_rate(self.seq_drop, 'seq_drop')
         except ValueError as e: raise ConfigError(f"stage {self.name!r}: {e}") from None
@@ -275,7 +275,9 @@ class TrainConfig:
         if not self.stages: raise ConfigError("stages is empty: a recipe needs at least one stage")
         lat = self.latents
         ch, down = lat.channels, lat.downsample
-        if self.model.in_channels != ch:   # derived, not chosen: the latent space fixes it
+        if self.model.in_channels != ch:   # the latent space fixes it: the DiTConfig default is filled in, any other value must agree
+            if self.model.in_channels != DiTConfig.in_channels:
+                raise ConfigError(f"model.in_channels={self.model.in_channels} but the latent space ({lat.kind}) has {ch} channels: set {ch} or leave the default")
             self.model = replace(self.model, in_channels=ch)
         unit = down * self.model.patch
         for s in self.stages:
@@ -293,7 +295,9 @@ class TrainConfig:
         return self.latents.downsample * self.model.patch
 
     @property
-    def total_steps(self) -> int: return sum(s.steps for s in self.stages)
+    def total_steps(self) -> int:
+        "Steps of all stages together."
+        return sum(s.steps for s in self.stages)
 
 # %% ../nbs/44_recipes.ipynb #50b9d189
 @patch

@@ -17,7 +17,7 @@ __all__ = ['RopeMethod', 'RopeConfig', 'grid_positions', 'axis_frequencies', 'ex
 # %% ../nbs/20_rope.ipynb #fb7ff384
 import torch
 from torch import Tensor
-from .core import ConfigError
+from .core import ConfigError, check_choices
 
 # %% ../nbs/20_rope.ipynb #077bc6b7
 RopeMethod = Literal['none', 'pi', 'ntk', 'yarn', 'vision_ntk', 'vision_yarn', 'time_aware']
@@ -39,10 +39,7 @@ class RopeConfig:
         if not isinstance(self.head_dim, int) or self.head_dim <= 0 or self.head_dim % 2:
             raise ConfigError(f"head_dim must be a positive even integer (channels rotate in pairs), got {self.head_dim!r}")
         if self.base <= 1: raise ConfigError(f"base must be > 1, got {self.base}")
-        if self.layout not in ('split_half', 'interleaved'):
-            raise ConfigError(f"layout must be 'split_half' or 'interleaved', got {self.layout!r}")
-        if self.method not in RopeMethod.__args__:
-            raise ConfigError(f"method must be one of {list(RopeMethod.__args__)}, got {self.method!r}")
+        check_choices(self)   # layout, method
         if self.train_hw is not None:
             object.__setattr__(self, 'train_hw', tuple(int(v) for v in self.train_hw))
             if not self.train_hw or any(v <= 0 for v in self.train_hw):

@@ -18,7 +18,7 @@ from PIL import Image
 from fastcore.basics import patch
 
 # %% ../nbs/33_sources.ipynb #24ee070a
-from .core import ConfigError
+from .core import ConfigError, cli_parser, cli_run
 from .data import (ImageDataConfig, ImageCaptionDataset, BadImage, IMAGE_EXTS, index_rows, read_caption, write_shards,
                            OpenMojiScenes, render_scene)
 
@@ -242,8 +242,12 @@ class LatentShards(ShardDataset):
         self._orig = {f'{s}::{j}': r[0] for s in shards for j, r in enumerate(entries[s]['rows'])}
         super().__init__(cfg, shards, entries, lru)
 
-    def hold_key(self, path: str) -> str: return self._orig.get(path, path)
-    def target_size(self, i: int) -> tuple[int, int]: return tuple(self._hw[i])   # fixed when the latents were made
+    def hold_key(self, path: str) -> str:
+        "The original image path a latent sample came from (the key of the hold-out split)."
+        return self._orig.get(path, path)
+    def target_size(self, i: int) -> tuple[int, int]:
+        "The (height, width) sample `i` was encoded at."
+        return tuple(self._hw[i])   # fixed when the latents were made
 
 # %% ../nbs/33_sources.ipynb #ce838db3
 @patch
@@ -269,20 +273,18 @@ def open_images(cfg: ImageDataConfig, source: str = '', write_index: bool = True
 # %% ../nbs/33_sources.ipynb #11cd604a
 def main(argv: list[str] | None = None) -> int:
     "`index PATH`: index a folder, manifest or shard spec once, print its summary."
-    import argparse
-    ap = argparse.ArgumentParser(prog='python -m flite_nb.data', description='Index a data set once, so runs start in seconds.')
+    ap = cli_parser('data', 'Index a data set once, so runs start in seconds.')
     ap.add_argument('command', choices=['index']); ap.add_argument('path')
     ap.add_argument('--caption-key', default='', help='manifest column of the captions')
     ap.add_argument('--rebuild', action='store_true', help='scan again even when the index is current')
     a = ap.parse_args(argv)
-    try:
+    def body():
         cfg = ImageDataConfig(path=a.path, caption_key=a.caption_key)
         src = infer_source(a.path)
         if src == 'openmoji': raise ConfigError("give a folder, a .csv/.jsonl manifest or a shard spec")
         if a.rebuild: (shard_rows(a.path, rebuild=True) if src == 'shards' else file_rows(cfg, rebuild=True))
         print(open_images(cfg, src).summary())
-    except ConfigError as e: print(f"error: {e}", file=sys.stderr); return 2
-    return 0
+    return cli_run(body)
 
 # %% ../nbs/33_sources.ipynb #6dea9e1d
 if __name__ == '__main__' and 'get_ipython' not in globals(): sys.exit(main())

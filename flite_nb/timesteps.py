@@ -4,14 +4,14 @@
 
 # %% ../nbs/11_timesteps.ipynb #a10d2ce3
 from __future__ import annotations
-import math
+import math, typing
 from dataclasses import dataclass
 from typing import Literal
 
 # %% auto #0
-__all__ = ['MODE_SCALE_MAX', 'FLUX_MU', 'SAMPLERS', 'SHIFTS', 'logit_normal_icdf', 'logit_normal_pdf', 'logit_normal_cdf',
-           'mode_fn', 'mode_icdf', 'mode_cdf', 'beta_icdf', 'dist_rank_world', 'stratified_uniform', 'shift_sd3',
-           'flite_shift_factor', 'shift_flite', 'shift_flite_literal', 'flux_mu', 'shift_flux',
+__all__ = ['MODE_SCALE_MAX', 'FLUX_MU', 'SamplerKind', 'ShiftKind', 'SAMPLERS', 'SHIFTS', 'logit_normal_icdf', 'logit_normal_pdf',
+           'logit_normal_cdf', 'mode_fn', 'mode_icdf', 'mode_cdf', 'beta_icdf', 'dist_rank_world', 'stratified_uniform',
+           'shift_sd3', 'flite_shift_factor', 'shift_flite', 'shift_flite_literal', 'flux_mu', 'shift_flux',
            'shift_lumina_data_time', 'TimestepConfig', 'icdf', 'shift_factor', 'apply_shift', 'sample_timesteps',
            'shifted_time_grid', 'grid_from_config']
 
@@ -21,7 +21,7 @@ import torch
 import scipy.special
 
 # %% ../nbs/11_timesteps.ipynb #dc062f98
-from .core import ConfigError
+from .core import ConfigError, check_choices
 
 # %% ../nbs/11_timesteps.ipynb #c5b1f243
 def logit_normal_icdf(u: torch.Tensor, loc: float = 0., scale: float = 1.) -> torch.Tensor:
@@ -128,13 +128,14 @@ def shift_lumina_data_time(t: torch.Tensor, m: float = 6.) -> torch.Tensor:
     return t / (m - m * t + t)
 
 # %% ../nbs/11_timesteps.ipynb #3fd90051
-SAMPLERS = ('uniform', 'logit_normal', 'mode', 'beta')
-SHIFTS = ('none', 'sd3', 'flite', 'flite_literal', 'flux', 'lumina')
+SamplerKind = Literal['uniform', 'logit_normal', 'mode', 'beta']
+ShiftKind = Literal['none', 'sd3', 'flite', 'flite_literal', 'flux', 'lumina']
+SAMPLERS, SHIFTS = typing.get_args(SamplerKind), typing.get_args(ShiftKind)
 
 @dataclass
 class TimestepConfig:
     "How training draws timesteps (noise-time, t = 1 noise) and how the sampling grid is shifted."
-    sampler: Literal['uniform', 'logit_normal', 'mode', 'beta'] = 'logit_normal'
+    sampler: SamplerKind = 'logit_normal'
     loc: float = 0.0            # logit-normal m
     scale: float = 1.0          # logit-normal s
     mode_scale: float = 1.29    # mode sampling s
@@ -142,16 +143,14 @@ class TimestepConfig:
     beta_b: float = 1.6
     stratified: bool = False    # one draw per stratum of the global batch
     layout: Literal['interleaved', 'contiguous'] = 'interleaved'
-    shift: Literal['none', 'sd3', 'flite', 'flite_literal', 'flux', 'lumina'] = 'flite'
+    shift: ShiftKind = 'flite'
     shift_value: float = 3.0    # s for 'sd3', m for 'lumina'
     base_size: int = 32         # K in F Lite's a = sqrt(h w) / K
     patch: int = 2              # patch size, for the token count of 'flux'
     uniform_mix: float = 0.1    # probability of an unshifted U(0, 1) draw instead
 
     def __post_init__(self):
-        if self.sampler not in SAMPLERS: raise ConfigError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
-        if self.shift not in SHIFTS: raise ConfigError(f"shift must be one of {SHIFTS}, got {self.shift!r}")
-        if self.layout not in ('interleaved', 'contiguous'): raise ConfigError(f"layout must be 'interleaved' or 'contiguous', got {self.layout!r}")
+        check_choices(self)   # sampler, layout, shift
         if self.scale <= 0: raise ConfigError(f"scale (logit-normal s) must be > 0, got {self.scale}")
         if not -1 <= self.mode_scale <= MODE_SCALE_MAX:
             raise ConfigError(f"mode_scale must be in [-1, {MODE_SCALE_MAX:.4f}] (2/(pi-2)) for f_mode to be monotone, got {self.mode_scale}")

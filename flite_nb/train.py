@@ -14,7 +14,7 @@ __all__ = ['EXIT_OK', 'EXIT_FAILED', 'EXIT_CONFIG', 'EXIT_NONFINITE', 'EXIT_STOP
            'run_config', 'main']
 
 # %% ../nbs/70_train.ipynb #0ea8e4da
-from .core import ConfigError, config_from_dict, load_config, apply_overrides
+from .core import ConfigError, config_from_dict, load_config, apply_overrides, cli_parser, cli_run
 from .recipes import TrainConfig, recipe, RECIPES, check_before_loading, config_summary
 from .checkpoint import CheckpointError
 from .training import Trainer, NonFiniteError
@@ -50,7 +50,7 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_NONFINITE, EXIT_STOPPED = 0, 1, 2, 3, 75
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     "Options and `key.sub=value` overrides, in any order."
-    p = argparse.ArgumentParser(prog='python -m flite_nb.train', description="Train an F Lite-style DiT (any key of TrainConfig can be overridden as key.sub=value).")
+    p = cli_parser('train', "Train an F Lite-style DiT (any key of TrainConfig can be overridden as key.sub=value).")
     p.add_argument('--preset', default=None, choices=list(RECIPES), help='recipe to start from (default: tiny, CPU, no download)')
     p.add_argument('--config', default=None, help='YAML or JSON file with (part of) a TrainConfig')
     p.add_argument('--out', default=None, help='run folder (default: runs/<preset>)')
@@ -92,22 +92,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     "The training command line; returns the exit code: 0 done (or `max_steps` reached), 75 stopped by a signal (resumable), 2 config error, 3 non-finite, 1 failed."
     a = parse_args(argv)
     out = Path(a.out or f'runs/{a.preset or "tiny"}')
-    def fail(kind: str, e: BaseException, code: int) -> int:
-        print(f"{kind}: {e}", file=sys.stderr, flush=True); return code
-    try:
+    def body() -> int:
         if a.dry_run: return dry_run(a, out)
         res = Trainer(run_config(a, out), out, resume=a.resume).fit()
-    except ConfigError as e: return fail('config error', e, EXIT_CONFIG)
-    except NonFiniteError as e: return fail('error', e, EXIT_NONFINITE)
-    except CheckpointError as e: return fail('checkpoint error', e, EXIT_FAILED)
-    except OSError as e: return fail('error', e, EXIT_FAILED)
-    if int(os.environ.get('RANK', '0')) == 0:
-        what = 'stopped (resume with --resume)' if res.get('stopped') else 'finished'
-        print(f"{what} at step {res['step']}; logs {out / 'metrics.jsonl'}, samples {out / 'samples'}, "
-              f"checkpoints {out / 'checkpoints'}, pipeline {out / 'pipeline'}", flush=True)
-    import torch.distributed as dist
-    if dist.is_initialized(): dist.destroy_process_group()
-    return EXIT_STOPPED if res.get('signal') else EXIT_OK
+        if int(os.environ.get('RANK', '0')) == 0:
+            what = 'stopped (resume with --resume)' if res.get('stopped') else 'finished'
+            print(f"{what} at step {res['step']}; logs {out / 'metrics.jsonl'}, samples {out / 'samples'}, "
+                  f"checkpoints {out / 'checkpoints'}, pipeline {out / 'pipeline'}", flush=True)
+        import torch.distributed as dist
+        if dist.is_initialized(): dist.destroy_process_group()
+        return EXIT_STOPPED if res.get('signal') else EXIT_OK
+    return cli_run(body, [(ConfigError, 'config error', EXIT_CONFIG), (NonFiniteError, 'error', EXIT_NONFINITE),
+                          (CheckpointError, 'checkpoint error', EXIT_FAILED), (OSError, 'error', EXIT_FAILED)])
 
 # %% ../nbs/70_train.ipynb #efdd9c4c
 #| eval: false
