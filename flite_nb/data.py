@@ -381,7 +381,7 @@ def scan_folder(root: str | Path, caption_ext: str = '.txt') -> list[tuple[str, 
         out.append((str(p), text, '' if ok else 'invalid_utf8'))
     return out
 
-# %% ../nbs/32_data.ipynb #8e1f7170
+# %% ../nbs/32_data.ipynb #a00c38d8
 def _manifest_rows(path: Path) -> list[dict]:
     "The rows of a CSV (header row) or JSONL manifest; a broken line is an error naming its line number."
     if path.suffix == '.csv':
@@ -432,7 +432,9 @@ class ImageDataConfig:
     holdout: int = 0  # usable images held out for validation, chosen by a hash of their path (the same on every rank and run)
     max_holdout_frac: float = 0.1  # ... but never more than this share of them
 
-# %% ../nbs/32_data.ipynb #13fa89b4
+    def __post_init__(self): check_choices(self)   # missing_caption, split
+
+# %% ../nbs/32_data.ipynb #d4e14ed2
 def check_header(path, min_size: int = 1, max_aspect: float = 4.0) -> tuple[str, tuple[int, int] | None]:
     "('' or the reason to skip, (height, width)) from an image file's header alone (no decoding)."
     try:
@@ -493,7 +495,7 @@ def hold_key(self: ImageCaptionDataset, path: str) -> str:
     root = Path(self.cfg.path); root = str(root if root.is_dir() else root.parent) + os.sep
     return path[len(root):] if path.startswith(root) else path
 
-# %% ../nbs/32_data.ipynb #13fa89b4
+# %% ../nbs/32_data.ipynb #f4cd794e
 @patch
 def _skip(self: ImageCaptionDataset, path: str, why: str, warn: bool = False):
     "Count a bad file once (by reason), remember it, and warn once if found while training."
@@ -513,7 +515,7 @@ def summary(self: ImageCaptionDataset) -> str:
     return (f"data {self.cfg.path}: {s['found']} files, {self.n_usable} usable{part}, {len(self.bad)} skipped ({self._reasons()}); "
             f"captions: {s['missing_caption']} missing, {s['empty_caption']} empty, {s['invalid_utf8']} invalid UTF-8")
 
-# %% ../nbs/32_data.ipynb #13fa89b4
+# %% ../nbs/32_data.ipynb #57d619c5
 @patch
 def __len__(self: ImageCaptionDataset): return len(self.records)
 

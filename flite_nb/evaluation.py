@@ -15,7 +15,7 @@ __all__ = ['RECOGNISER_VERSION', 'PROMPT_SETS', 'TASKS', 'fixed_timestep_loss', 
            'background_colour', 'score_scenes', 'frechet_distance', 'image_features', 'image_frechet_distance',
            'prompt_set', 'run_data_config', 'recogniser_config_for', 'evaluate_pipeline', 'format_metrics',
            'task_prompts', 'score_tasks', 'evaluate_tasks', 'format_task_table', 'extrapolation_table', 'format_table',
-           'evaluate_main']
+           'evaluate_args', 'evaluate_main']
 
 # %% ../nbs/51_evaluation.ipynb #390a1a18
 import numpy as np
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 # %% ../nbs/51_evaluation.ipynb #20d5ae0f
-from .core import num_threads, ConfigError, config_to_dict, config_from_dict, seed_everything
+from .core import num_threads, ConfigError, config_to_dict, config_from_dict, seed_everything, cli_parser, cli_run
 from .flow import interpolate, velocity_target, flow_loss
 from .data import (curate_glyphs, render_glyph, render_scene, Scene, COLOURS, POSITIONS, OpenMojiScenes, OpenMojiConfig,
                    split_glyphs, glyph_phrase, pil_to_tensor, tensor_to_pil, heldout_pair, _apart)
@@ -75,6 +75,7 @@ class RecogniserConfig:
 
     @property
     def glyph_list(self) -> tuple[int, ...]:
+        "The code points it names: `glyphs`, or else the data chapter's `curate_glyphs(n_glyphs)`."
         return tuple(self.glyphs) if self.glyphs is not None else curate_glyphs(self.n_glyphs)
 
 # %% ../nbs/51_evaluation.ipynb #915d4b69
@@ -141,7 +142,9 @@ class Recogniser(nn.Module):
         self.feature_dim = 4 * w
 
     @property
-    def n_classes(self) -> int: return len(self.glyphs) + self.empty_class
+    def n_classes(self) -> int:
+        "Output classes: one per glyph, plus the 'empty' class when `empty_class`."
+        return len(self.glyphs) + self.empty_class
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         "Images (B, 3, H, W) in [-1, 1] of any size -> (B, 3, S, S) (antialiased resize)."
@@ -156,6 +159,7 @@ class Recogniser(nn.Module):
         return self.body(self.prepare(images))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        "Class logits (B, n_classes) of images (B, 3, H, W) in [-1, 1]."
         return self.head(self.features(images))
 
     @torch.no_grad()
@@ -552,9 +556,9 @@ def format_table(rows: list[dict], keys: tuple[str, ...] = ('size', 'method', 'a
     return '\n'.join(lines)
 
 # %% ../nbs/51_evaluation.ipynb #20dd3ea1
-def evaluate_main(argv: list[str] | None = None) -> int:
-    "The `python -m flite_nb.evaluation` command (also `flite-eval`); returns the exit code."
-    ap = argparse.ArgumentParser(prog='python -m flite_nb.evaluation', description='Evaluate a flite_nb pipeline folder on OpenMoji prompts.')
+def evaluate_args(argv: list[str] | None = None) -> argparse.Namespace:
+    "The options of `python -m flite_nb.evaluation`."
+    ap = cli_parser('evaluation', 'Evaluate a flite_nb pipeline folder on OpenMoji prompts.')
     ap.add_argument('--pipeline', required=True, help='pipeline folder (runs/X/pipeline)')
     ap.add_argument('--n', type=int, default=16, help='prompts per set')
     ap.add_argument('--sets', default=','.join(PROMPT_SETS), help=f'comma-separated subset of {",".join(PROMPT_SETS)}')
@@ -568,24 +572,30 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     ap.add_argument('--recogniser-dir', default=None, help='cache folder of recognisers (default ~/.cache/flite_nb/recogniser)')
     ap.add_argument('--device', default=None)
     ap.add_argument('--out', default=None, help='write the metrics as JSON here')
-    a = ap.parse_args(argv)
-    sets = tuple(s.strip() for s in a.sets.split(',') if s.strip())
-    bad = [s for s in sets if s not in PROMPT_SETS]
-    if bad: ap.error(f"unknown prompt sets {bad}; choose from {PROMPT_SETS}")
-    from flite_nb.sampling import FlitePipeline
-    pipe = FlitePipeline.from_folder(a.pipeline, device=a.device)
-    data = run_data_config(a.pipeline)
-    rec = load_recogniser(recogniser_config_for(data), a.recogniser_dir, progress=True)
-    m = evaluate_pipeline(pipe, rec, n=a.n, sets=sets, data=data, height=a.height, width=a.width, seed=a.seed,
-                          val_samples=a.val_samples, steps=a.steps, cfg_scale=a.cfg, guidance=a.guidance)
-    m = dict(pipeline=str(a.pipeline), **m, recogniser=getattr(rec, 'info', {}))
-    print(format_metrics({k: v for k, v in m.items() if k not in ('recogniser', 'tasks')}))
-    if m.get('tasks'): print(format_task_table(m['tasks']))
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(m, indent=1))
-        print(f"wrote {a.out}")
-    return 0
+    return ap.parse_args(argv)
+
+# %% ../nbs/51_evaluation.ipynb #fc41290a
+def evaluate_main(argv: list[str] | None = None) -> int:
+    "The `python -m flite_nb.evaluation` command (also `flite-eval`); returns the exit code: 0, or 2 with one line on stderr."
+    a = evaluate_args(argv)
+    def body():
+        sets = tuple(s.strip() for s in a.sets.split(',') if s.strip())
+        bad = [s for s in sets if s not in PROMPT_SETS]
+        if bad: raise ConfigError(f"--sets: unknown prompt sets {bad}; choose from {list(PROMPT_SETS)}")
+        from flite_nb.sampling import FlitePipeline
+        pipe = FlitePipeline.from_folder(a.pipeline, device=a.device)
+        data = run_data_config(a.pipeline)
+        rec = load_recogniser(recogniser_config_for(data), a.recogniser_dir, progress=True)
+        m = evaluate_pipeline(pipe, rec, n=a.n, sets=sets, data=data, height=a.height, width=a.width, seed=a.seed,
+                              val_samples=a.val_samples, steps=a.steps, cfg_scale=a.cfg, guidance=a.guidance)
+        m = dict(pipeline=str(a.pipeline), **m, recogniser=getattr(rec, 'info', {}))
+        print(format_metrics({k: v for k, v in m.items() if k not in ('recogniser', 'tasks')}))
+        if m.get('tasks'): print(format_task_table(m['tasks']))
+        if a.out:
+            Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.out).write_text(json.dumps(m, indent=1))
+            print(f"wrote {a.out}")
+    return cli_run(body, [(ConfigError, 'config error', 2), ((ValueError, OSError), 'error', 2)])
 
 # %% ../nbs/51_evaluation.ipynb #54f79da0
 #| eval: false

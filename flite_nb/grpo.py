@@ -11,8 +11,7 @@ import torch.distributed as dist
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['sde_sigma', 'sde_step', 'sample_sde', 'scene_reward', 'group_advantages', 'step_policy', 'grpo_objective',
-           'gaussian_kl', 'GRPO']
+__all__ = ['sde_sigma', 'sde_step', 'sample_sde', 'scene_reward', 'group_advantages', 'grpo_objective', 'gaussian_kl', 'GRPO']
 
 # %% ../nbs/61_online_grpo.ipynb #0f5bb60d
 from .flow import check_grid, VelocityFn
@@ -77,11 +76,6 @@ def group_advantages(r: torch.Tensor, group: int, global_std: bool = False, eps:
     return ((g - g.mean(1, keepdim=True)) / (std + eps)).flatten()
 
 # %% ../nbs/61_online_grpo.ipynb #cafb3c56
-def step_policy(v: torch.Tensor, x: torch.Tensor, x_next: torch.Tensor, t: float, t_next: float, a: float, t_next_top: float) -> tuple:
-    "(log-prob of the stored `x_next`, Gaussian mean, std) of the SDE step from `x` under velocity `v` (with gradients)."
-    _, lp, mean, std = sde_step(x, v, t, t_next, a, t_next_top, x_next=x_next)
-    return lp, mean, std
-
 def grpo_objective(logp: torch.Tensor, logp_old: torch.Tensor, adv: torch.Tensor, clip: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
     "(clipped surrogate loss, fraction of samples whose ratio was clipped) for per-sample log-probs and advantages."
     ratio = torch.exp(logp - logp_old)
@@ -172,7 +166,7 @@ def update(self: GRPO, run, i: int, ro: dict, part: slice) -> dict:
         x, x_next = ro['traj'][k][part], ro['traj'][k + 1][part]
         with grad_sync(run.wrapped, run.strategy, k == K - 1):
             v = self._guided(run.wrapped, x, ts[k], text, rl.cfg_scale, run.amp)
-            lp, mean, std = step_policy(v, x, x_next, ts[k], ts[k + 1], rl.noise, ts[1])
+            _, lp, mean, std = sde_step(x, v, ts[k], ts[k + 1], rl.noise, ts[1], x_next=x_next)   # log-prob of the stored step, with gradients
             loss, clipped = grpo_objective(lp, ro['logp'][k][part], ro['adv'][part], rl.clip)
             if ref is not None:
                 with torch.no_grad(): _, _, mean_ref, _ = sde_step(x, self._guided(ref, x, ts[k], text, rl.cfg_scale, run.amp), ts[k], ts[k + 1], rl.noise, ts[1])

@@ -21,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 # %% ../nbs/31_latents.ipynb #8cdc90f2
-from .core import ConfigError
+from .core import ConfigError, check_choices
 
 # %% ../nbs/31_latents.ipynb #3a5a73b0
 class LatentSpace(nn.Module):
@@ -131,6 +131,8 @@ class LatentConfig:
     vae_dtype: typing.Literal['fp32', 'bf16', 'fp16'] = 'fp32'
     sample: bool = False  # flux_vae: sample the posterior instead of taking its mean
 
+    def __post_init__(self): check_choices(self)   # kind, vae_dtype
+
     @property
     def channels(self) -> int:
         "Latent channels: 3 x unshuffle^2 for pixels, the Flux VAE's 16."
@@ -141,6 +143,7 @@ class LatentConfig:
         "Pixels per latent cell: `unshuffle` for pixels, 8 for the Flux VAE (its three 2x down-blocks)."
         return self.unshuffle if self.kind == 'pixel' else 8
 
+# %% ../nbs/31_latents.ipynb #3b99cbb5
 def make_latent_space(cfg: LatentConfig | None = None) -> LatentSpace:
     "Build the latent space described by `cfg`."
     cfg = cfg or LatentConfig()

@@ -66,9 +66,10 @@ def global_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
     var = ((s[1] - n * mean * mean) / max(n - 1, 1)).clamp_min(0)
     return mean, var.sqrt(), n
 
-def batch_relative(lo: torch.Tensor, whiten: bool = False, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    "(log-odds minus their global mean [divided by the global std when `whiten`], mean, std); mean and std are detached."
-    mean, std, _ = global_stats(lo)
+def batch_relative(lo: torch.Tensor, whiten: bool = False, eps: float = 1e-6,
+                   stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "(log-odds minus the global mean [divided by the global std when `whiten`], mean, std); `stats` = (mean, std) when already known."
+    mean, std = stats if stats is not None else global_stats(lo)[:2]   # detached either way
     rel = lo - mean.to(lo.dtype)
     if whiten: rel = rel / (std.to(lo.dtype) + eps)
     return rel, mean, std
@@ -93,12 +94,7 @@ def preference_loss(Lw: torch.Tensor, Ll: torch.Tensor, cfg: PreferenceConfig,
                     baseline: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict]:
     "The loss of `cfg` ('mapo' or 'grpo') and its statistics; `baseline` = (mean, std) of the whole global batch's log-odds when known."
     lo = log_odds(Lw, Ll, cfg.s)
-    if cfg.loss == 'grpo':
-        if baseline is None: rel, mean, std = batch_relative(lo, cfg.whiten)
-        else:
-            mean, std = baseline
-            rel = lo - mean.to(lo.dtype)
-            if cfg.whiten: rel = rel / (std.to(lo.dtype) + 1e-6)
+    if cfg.loss == 'grpo': rel, mean, std = batch_relative(lo, cfg.whiten, stats=baseline)
     else: rel, mean, std = lo, torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
     loss = Lw.mean() - cfg.beta * F.logsigmoid(cfg.temperature * rel).mean()
     return loss, dict(log_odds=lo.detach(), baseline=float(mean), baseline_std=float(std))
@@ -302,11 +298,13 @@ def pair_losses(self: Preference, run, i: int, local: int, slots, items, t_all) 
 @patch
 @torch.no_grad()
 def global_baseline(self: Preference, run, i: int, local: int, idx: list[int], t_all) -> tuple[torch.Tensor, torch.Tensor]:
-    "(mean, std) of the log-odds over the whole global batch (every rank and micro-step), from a forward pass without gradients."
-    st = run.cfg.stages[i]
-    lo = [log_odds(*self.pair_losses(run, i, local, slots, items, t_all), st.pref.s) for slots, items in run.micro_batches(list(idx))]
+    "((mean, std) of the log-odds over the whole global batch, every rank and micro-step, without gradients; the samples read)."
+    st, lo, read = run.cfg.stages[i], [], []
+    for slots, items in run.micro_batches(idx):   # the step's own batch, read once: the gradient pass reuses `read`
+        read.append(items)
+        lo.append(log_odds(*self.pair_losses(run, i, local, slots, items, t_all), st.pref.s))
     mean, std, _ = global_stats(torch.cat(lo))
-    return mean, std
+    return (mean, std), read
 
 
 # %% ../nbs/60_preference.ipynb #f6d5f897
@@ -315,11 +313,11 @@ def step(self: Preference, run, i: int, local: int) -> dict:
     "One optimiser step of preference stage `i` (MaPO or GRPO-style) with the trainer's schedule, order, draws and sync."
     st, dev = run.cfg.stages[i], run.device
     idx, t_all = run.begin_step(i, local)
-    baseline = self.global_baseline(run, i, local, idx, t_all) if st.pref.loss == 'grpo' and run.accum > 1 else None
+    baseline, read = self.global_baseline(run, i, local, idx, t_all) if st.pref.loss == 'grpo' and run.accum > 1 else (None, None)
     total = torch.zeros((), device=dev)
     sums = torch.zeros(5, dtype=torch.float64, device=dev)       # L_w, L_l, log-odds, wins, pairs
     base = []
-    for slots, items in run.micro_batches(idx):
+    for slots, items in run.micro_batches(idx, read):
         Lw, Ll = self.pair_losses(run, i, local, slots, items, t_all)
         loss, s = preference_loss(Lw, Ll, st.pref, baseline)
         (loss / run.accum).backward()

@@ -12,7 +12,7 @@ from typing import Literal, Sequence
 # %% auto #0
 __all__ = ['EXTRAPOLATION_METHODS', 'ATTN_SCALES', 'SamplingConfig', 'sampling_config_from_dict', 'load_sampling_config', 'APG',
            'rope_override', 'FlitePipeline', 'tiny_pipeline', 'image_grid', 'from_flite_release', 'sampling_widget',
-           'sample_main', 'sample_cli']
+           'sample_args', 'sample_main', 'sample_cli']
 
 # %% ../nbs/50_sampling.ipynb #e4265d1f
 import torch
@@ -20,7 +20,8 @@ from PIL import Image
 from fastcore.basics import patch, patch_to
 
 # %% ../nbs/50_sampling.ipynb #3dab149c
-from .core import ConfigError, config_from_dict, config_to_dict, save_config, load_config, get_device, autocast_dtype
+from .core import (ConfigError, check_choices, config_from_dict, config_to_dict, save_config, load_config, get_device,
+                           autocast_dtype, cli_parser, cli_run)
 from .flow import sample_euler, sample_heun, cfg_combine, guided_pass
 from .timesteps import shifted_time_grid, shift_factor, SHIFTS
 from .rope import RopeMethod
@@ -46,10 +47,7 @@ class SamplingConfig:
     def __post_init__(self):
         if self.height < 1 or self.width < 1: raise ConfigError(f"height and width must be positive, got {self.height}x{self.width}")
         if self.steps < 1: raise ConfigError(f"steps must be >= 1, got {self.steps}")
-        if self.sampler not in ('euler', 'heun'): raise ConfigError(f"sampler must be 'euler' or 'heun', got {self.sampler!r}")
-        if self.shift not in SHIFTS or self.shift == 'flite_literal':
-            raise ConfigError(f"shift must be one of {[s for s in SHIFTS if s != 'flite_literal']}, got {self.shift!r}")
-        if self.guidance not in ('cfg', 'apg'): raise ConfigError(f"guidance must be 'cfg' or 'apg', got {self.guidance!r}")
+        check_choices(self)   # sampler, shift (no 'flite_literal': it cannot end a grid at t=0), guidance
 
 # %% ../nbs/50_sampling.ipynb #b0f3e277
 _ALIASES = dict(cfg='cfg_scale', guidance_scale='cfg_scale', num_steps='steps', n_steps='steps', sample_steps='steps')
@@ -419,9 +417,9 @@ def sampling_widget(pipe: FlitePipeline, prompt: str = 'a red apple', display_sc
     return panel
 
 # %% ../nbs/50_sampling.ipynb #513ad6d5
-def sample_main(argv: list[str] | None = None) -> list[Path]:
-    "The `python -m flite_nb.sampling` command: sample a pipeline folder, write PNGs and a grid; returns the written paths."
-    ap = argparse.ArgumentParser(prog='python -m flite_nb.sampling', description='Sample images from a trained flite_nb pipeline folder.')
+def sample_args(argv: list[str] | None = None) -> argparse.Namespace:
+    "The options of `python -m flite_nb.sampling`."
+    ap = cli_parser('sampling', 'Sample images from a trained flite_nb pipeline folder.')
     ap.add_argument('--pipeline', required=True, help='pipeline folder (runs/X/pipeline)')
     ap.add_argument('--prompt', action='append', required=True, help='prompt (repeat for several)')
     ap.add_argument('--negative-prompt', default=None)
@@ -440,7 +438,12 @@ def sample_main(argv: list[str] | None = None) -> list[Path]:
     ap.add_argument('--device', default=None)
     ap.add_argument('--out', default='samples')
     ap.add_argument('--grid-scale', type=int, default=1, help='upscale factor of grid.png (nearest)')
-    a = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+# %% ../nbs/50_sampling.ipynb #d4597ae3
+def sample_main(argv: list[str] | None = None) -> list[Path]:
+    "The `python -m flite_nb.sampling` command: sample a pipeline folder, write PNGs and a grid; returns the written paths."
+    a = sample_args(argv)
     if a.cfg is not None and not (math.isfinite(a.cfg) and a.cfg >= 0): raise ValueError(f"--cfg must be a finite number >= 0, got {a.cfg}")
     if a.n < 1: raise ValueError(f"--n must be >= 1, got {a.n}")
     pipe = FlitePipeline.from_folder(a.pipeline, device=a.device)
@@ -458,11 +461,9 @@ def sample_main(argv: list[str] | None = None) -> list[Path]:
 
 # %% ../nbs/50_sampling.ipynb #5e70cfa2
 def sample_cli(argv: list[str] | None = None) -> int:
-    "`sample_main` with one-line errors: exit 0, or 2 with the reason on stderr."
-    try: sample_main(argv)
-    except (ConfigError, ValueError, OSError) as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr); return 2
-    return 0
+    "`sample_main` with one-line errors: exit 0, or 2 with the reason on stderr (`config error: ...` or `error: ...`)."
+    def body(): sample_main(argv)   # the written paths are for notebooks; the command's result is its exit code
+    return cli_run(body, [(ConfigError, 'config error', 2), ((ValueError, OSError), 'error', 2)])
 
 # %% ../nbs/50_sampling.ipynb #a88a5848
 #| eval: false

@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from fastcore.basics import patch
 
 # %% ../nbs/30_text.ipynb #bbb13bb3
-from .core import ConfigError, config_to_dict
+from .core import ConfigError, check_choices, config_to_dict
 
 # %% ../nbs/30_text.ipynb #eb4c9053
 @dataclass
@@ -41,6 +41,7 @@ class TextEncoderConfig:
     def __post_init__(self):
         if self.max_length < 1: raise ConfigError(f"max_length must be >= 1, got {self.max_length}")
         if self.batch_size < 1: raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_choices(self)   # dtype, null
 
 # %% ../nbs/30_text.ipynb #d1174890
 def flite_t5_config(**kw) -> TextEncoderConfig:

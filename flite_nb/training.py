@@ -304,15 +304,16 @@ def loader(self: Trainer, i: int, local: int):
     return iter(dl)
 
 @patch
-def micro_batches(self: Trainer, idx: list[int]):
-    "This rank's (slots, samples) of each accumulation micro-step, gradients synchronised on the last one only."
-    from_loader = idx is getattr(self, '_step_idx', None)   # the step's own batch: from the loader; any other list: read here
+def micro_batches(self: Trainer, idx: list[int], read: list | None = None):
+    "This rank's (slots, samples) of each accumulation micro-step, gradients synchronised on the last one only; `read`: an earlier pass's samples."
+    from_loader = read is None and idx is getattr(self, '_step_idx', None)   # the step's own batch: from the loader; any other list: read here
     if from_loader and (self._batches is None or self._batches[0] != self._at):
         self._batches = (self._at, self.loader(*self._at))   # a new stage, a resume, or a kind that skipped a step
     for a in range(self.accum):
         slots = slot_range(self.rank, self.world, self.micro, a)
         t0 = time.perf_counter()
-        items = next(self._batches[1]) if from_loader else [self.ds[idx[j]] for j in slots]
+        if read is not None: items = read[a]   # a second pass over this step (e.g. after a no-grad baseline pass) decodes nothing
+        else: items = next(self._batches[1]) if from_loader else [self.ds[idx[j]] for j in slots]
         self.data_wait += time.perf_counter() - t0
         if from_loader and self.cfg.data.num_workers: getattr(getattr(self.ds, 'base', self.ds), 'absorb', lambda x: None)(items)   # workers' bad files
         with grad_sync(self.wrapped, self.strategy, a == self.accum - 1):

@@ -23,7 +23,10 @@ def test_eval_cli_writes_metrics(tmp_path):
     assert m['recogniser']['crop_accuracy'] > 5 * m['recogniser']['chance'], m['recogniser']
 
 
-def test_eval_cli_rejects_unknown_set(tmp_path):
-    r = subprocess.run([sys.executable, '-m', 'flite_nb.evaluation', '--pipeline', str(tmp_path), '--sets', 'single,foo'],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0 and 'unknown prompt sets' in r.stderr
+def test_eval_cli_bad_inputs_are_one_line(tmp_path):
+    "An unknown prompt set and a missing pipeline folder: one line on stderr, exit 2, no traceback."
+    for args, msg in [(['--pipeline', str(tmp_path), '--sets', 'single,foo'], "config error: --sets: unknown prompt sets ['foo']"),
+                      (['--pipeline', str(tmp_path / 'nope')], 'error: pipeline folder'),
+                      (['--pipeline', str(tmp_path)], 'is not a pipeline folder: missing model/config.json')]:
+        r = subprocess.run([sys.executable, '-m', 'flite_nb.evaluation', *args], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and msg in r.stderr and r.stderr.strip().count('\n') == 0, (args, r.stderr)

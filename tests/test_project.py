@@ -53,9 +53,6 @@ def test_imports_have_their_own_cells():
     assert not bad, 'cells mixing imports with other code:\n' + '\n'.join(bad)
 
 
-# Off limits while issue 21 was done (notebook 51 was being re-run): its public members without a docstring, by name.
-DOCSTRING_EXCEPTIONS = {'evaluation.RecogniserConfig.glyph_list', 'evaluation.Recogniser.n_classes', 'evaluation.Recogniser.forward'}
-
 def test_public_api_has_docstrings():
     "Every public (not `_`-prefixed) function, class and method of flite_nb/*.py has a docstring."
     import ast
@@ -66,17 +63,14 @@ def test_public_api_has_docstrings():
             for n in node.body:
                 if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not n.name.startswith('_'):
                     name = f"{prefix}.{n.name}"
-                    if ast.get_docstring(n) is None and name not in DOCSTRING_EXCEPTIONS: missing.append(name)
+                    if ast.get_docstring(n) is None: missing.append(name)
                     if isinstance(n, ast.ClassDef): visit(n, name)
         visit(ast.parse(f.read_text()), f.stem)
     assert not missing, f"public without a one-line docstring: {missing}"
 
 
-# The command lines of notebooks 50 and 51 (sampling, evaluation) were off limits while issue 21 was done.
-CLI_EXCEPTIONS = {'sampling.py', 'evaluation.py'}
-
 def test_command_lines_share_the_core_helper():
     "Every `python -m flite_nb.<module>` parser comes from `core.cli_parser` (one usage style, one way to report config errors)."
     own = [f.name for f in (ROOT / 'flite_nb').glob('*.py')
-           if 'argparse.ArgumentParser(' in f.read_text() and f.name not in CLI_EXCEPTIONS | {'core.py'}]
+           if 'argparse.ArgumentParser(' in f.read_text() and f.name != 'core.py']
     assert not own, f"build these parsers with flite_nb.core.cli_parser and run them with cli_run: {own}"
