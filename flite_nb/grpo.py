@@ -11,11 +11,12 @@ import torch.distributed as dist
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['sde_sigma', 'sde_step', 'sample_sde', 'scene_reward', 'group_advantages', 'grpo_objective', 'gaussian_kl', 'GRPO']
+__all__ = ['sde_sigma', 'sde_step', 'sample_sde', 'scene_reward', 'feature_gaussian', 'manifold_distance', 'group_advantages',
+           'grpo_objective', 'gaussian_kl', 'GRPO']
 
 # %% ../nbs/61_online_grpo.ipynb #0f5bb60d
 from .flow import check_grid, VelocityFn
-from .evaluation import Recogniser, score_scenes
+from .evaluation import Recogniser, score_scenes, image_features, frechet_distance
 from .preference import global_stats
 from .core import ConfigError
 from .data import OpenMojiScenes
@@ -67,6 +68,25 @@ def scene_reward(rec: Recogniser, images: torch.Tensor, scenes: list) -> torch.T
     return torch.tensor([(sum(r['objects']) + (r['background'] is True)) / (len(r['objects']) + (r['background'] is not None))
                          for r in per], dtype=torch.float32)
 
+# %% ../nbs/61_online_grpo.ipynb #78a869da
+@torch.no_grad()
+def feature_gaussian(rec: Recogniser, images: torch.Tensor, shrink: float = 0.1, q: float = 0.95) -> dict:
+    "Real `images`' recogniser features: their mean, a shrunk covariance's precision, and the `q` quantile of their own distances."
+    f = torch.from_numpy(image_features(rec, images))
+    c = torch.cov(f.T); c = (1 - shrink) * c + shrink * torch.diag(c.diagonal())   # shrunk to the diagonal: n is only a few hundred
+    g = dict(mean=f.mean(0), precision=torch.linalg.inv(c + 1e-6 * c.diagonal().mean() * torch.eye(len(c))), features=f, scale=1.0)
+    g['scale'] = float(torch.quantile(_mahalanobis(f, g), q))
+    return g
+
+def _mahalanobis(f: torch.Tensor, g: dict) -> torch.Tensor:
+    d = f - g['mean']
+    return ((d @ g['precision']) * d).sum(1) / d.shape[1] / g['scale']
+
+@torch.no_grad()
+def manifold_distance(rec: Recogniser, images: torch.Tensor, g: dict) -> torch.Tensor:
+    "Per image: the Mahalanobis distance of its features to the real Gaussian `g`, in units of the real renders' 95th percentile."
+    return _mahalanobis(torch.from_numpy(image_features(rec, images)), g).float()
+
 # %% ../nbs/61_online_grpo.ipynb #a14430af
 def group_advantages(r: torch.Tensor, group: int, global_std: bool = False, eps: float = 1e-4) -> torch.Tensor:
     "(r - its group's mean) / (its group's std, or the std over all ranks' rewards with `global_std`); groups are consecutive runs of `group`."
@@ -92,7 +112,7 @@ class GRPO(StageKind):
     name = 'grpo'
     caption_dropout = 0.0
     def __init__(self, reward_fn=None):
-        self.reward_fn, self.ref, self.rec, self._ro = reward_fn, None, None, None
+        self.reward_fn, self.ref, self.rec, self._ro, self.real, self.diag = reward_fn, None, None, None, None, {}
 
     def dataset(self, run, stage, split: str = 'train'):
         "The run's OpenMoji scenes; for training, prompts drawn as `stage.rl` asks."
@@ -106,17 +126,25 @@ class GRPO(StageKind):
 # %% ../nbs/61_online_grpo.ipynb #d1a0baf7
 @patch
 def reward(self: GRPO, run, images: torch.Tensor, scenes: list) -> torch.Tensor:
-    "Rewards of decoded `images` (B, 3, H, W) in [-1, 1] for `scenes`: `reward_fn` if given, else `scene_reward` with the run's recogniser."
+    "Rewards of `images` (B, 3, H, W) in [-1, 1] for `scenes` (`reward_fn`, else `scene_reward`) minus rl.manifold x max(0, distance - 1)."
     name = run.cfg.stages[run._stage_idx].rl.reward
     if self.reward_fn is None and name != 'scene':
         mod, _, fn = name.partition(':')
         try: self.reward_fn = getattr(importlib.import_module(mod), fn)
         except (ImportError, AttributeError) as e: raise ConfigError(f"rl.reward={name!r}: cannot import it ({e}); give 'scene' or 'package.module:function'") from None
-    if self.reward_fn is not None: return torch.as_tensor(self.reward_fn(images, scenes), dtype=torch.float32)
+    r = None if self.reward_fn is None else torch.as_tensor(self.reward_fn(images, scenes), dtype=torch.float32)
+    lam = run.cfg.stages[run._stage_idx].rl.manifold
+    if r is not None and not lam: self.diag = {}; return r          # a user's reward alone: no recogniser needed
     if self.rec is None:
         from flite_nb.evaluation import load_recogniser, recogniser_config_for
         self.rec = load_recogniser(recogniser_config_for(self.prompts.cfg)).to(images.device)
-    return scene_reward(self.rec, images, scenes)
+    if r is None: r = scene_reward(self.rec, images, scenes)
+    if self.real is None:   # the true renders of the first 256 training prompts, once
+        self.real = feature_gaussian(self.rec, torch.stack([self.prompts[j]['image'] for j in range(min(256, len(self.prompts)))]))
+    f = torch.from_numpy(image_features(self.rec, images))
+    d = _mahalanobis(f, self.real).float()
+    self.diag = dict(manifold=d, fd=frechet_distance(self.real['features'].numpy(), f.numpy()))
+    return r - lam * (d - 1).clamp_min(0)
 
 @patch
 def reference(self: GRPO, run) -> torch.nn.Module | None:
@@ -151,7 +179,7 @@ def rollout(self: GRPO, run, i: int, scenes: list, keys: list) -> dict:
     ro = sample_sde(lambda x, t: self._guided(run.model, x, float(t[0]), both, rl.cfg_scale, run.amp), z[0], ts, rl.noise, noise=z[1:])
     images = run.space.decode(ro['x']).float().clamp(-1, 1)
     r = self.reward(run, images, [sc for sc in scenes for _ in range(rl.group)]).to(dev)
-    return dict(ro, text=both, reward=r, adv=group_advantages(r, rl.group, rl.global_std))
+    return dict(ro, text=both, reward=r, adv=group_advantages(r, rl.group, rl.global_std), diag=self.diag)
 
 # %% ../nbs/61_online_grpo.ipynb #557ed989
 @patch
@@ -197,6 +225,8 @@ def step(self: GRPO, run, i: int, local: int) -> dict:
     mean, std, _ = global_stats(r)
     m.update(reward=float(mean), reward_std=float(std), kl=u['kl'], clip_frac=u['clip_frac'],
              reward_group_spread=float(r.view(-1, rl.group).std(1).mean()))
+    if ro['diag']:   # off the data manifold: mean distance of this step's rollouts (all ranks), FD of this rank's window
+        m.update(manifold=float(global_stats(ro['diag']['manifold'][part * per:(part + 1) * per])[0]), fd=ro['diag']['fd'])
     return m
 
 register_stage_kind(GRPO())

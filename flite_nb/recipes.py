@@ -120,12 +120,14 @@ class GRPOConfig:
     single_center_prob: float = 0.0  # prompts: share of lone centred glyphs; the rest are scenes with places and colours
     min_glyphs: int = 1              # prompts: at least this many glyphs in those scenes (2: two glyphs with places)
     reward: str = 'scene'            # 'scene': the recogniser's checks (chapter 51); or 'package.module:function'(images, scenes)
+    manifold: float = 0.0            # lambda of the off-manifold penalty lambda max(0, d - 1) (chapter 61; 0: only logged)
 
     def __post_init__(self):
         if self.group < 2 or self.sample_steps < 1 or self.reuse < 1: raise ConfigError("rl.group must be >= 2, rl.sample_steps and rl.reuse >= 1")
         for k in ('noise', 'clip', 'cfg_scale'):
             if not (getattr(self, k) > 0 and math.isfinite(getattr(self, k))): raise ConfigError(f"rl.{k} must be finite and > 0, got {getattr(self, k)}")
-        if not (self.beta >= 0 and math.isfinite(self.beta)): raise ConfigError(f"rl.beta must be finite and >= 0, got {self.beta}")
+        for k in ('beta', 'manifold'):
+            if not (getattr(self, k) >= 0 and math.isfinite(getattr(self, k))): raise ConfigError(f"rl.{k} must be finite and >= 0, got {getattr(self, k)}")
         if self.reward != 'scene' and ':' not in self.reward: raise ConfigError(f"rl.reward must be 'scene' or 'package.module:function', got {self.reward!r}")
         if not 0 <= self.single_center_prob <= 1: raise ConfigError(f"rl.single_center_prob must be in [0, 1], got {self.single_center_prob}")
 
