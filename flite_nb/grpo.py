@@ -62,11 +62,12 @@ def sample_sde(v_fn: VelocityFn, x1: torch.Tensor, ts, a: float = 0.7, generator
     return dict(x=x.to(x1.dtype), traj=torch.stack(traj), logp=torch.stack(lps) if lps else None, ts=ts)
 
 # %% ../nbs/61_online_grpo.ipynb #9c0a1950
-def scene_reward(rec: Recogniser, images: torch.Tensor, scenes: list) -> torch.Tensor:
-    "Per image in [0, 1]: the share of its scene's checks passed (every glyph recognised in its box, the background colour)."
+def scene_reward(rec: Recogniser, images: torch.Tensor, scenes: list, all_or_nothing: bool = False) -> torch.Tensor:
+    "Per image: the share of its scene's checks passed (each glyph in its box, the background colour); 1 or 0 with `all_or_nothing` (GenEval's rule)."
     per = score_scenes(rec, images, scenes)['per_image']
-    return torch.tensor([(sum(r['objects']) + (r['background'] is True)) / (len(r['objects']) + (r['background'] is not None))
-                         for r in per], dtype=torch.float32)
+    share = torch.tensor([(sum(r['objects']) + (r['background'] is True)) / (len(r['objects']) + (r['background'] is not None))
+                          for r in per], dtype=torch.float32)
+    return (share == 1).float() if all_or_nothing else share
 
 # %% ../nbs/61_online_grpo.ipynb #78a869da
 @torch.no_grad()
@@ -128,17 +129,17 @@ class GRPO(StageKind):
 def reward(self: GRPO, run, images: torch.Tensor, scenes: list) -> torch.Tensor:
     "Rewards of `images` (B, 3, H, W) in [-1, 1] for `scenes` (`reward_fn`, else `scene_reward`) minus rl.manifold x max(0, distance - 1)."
     name = run.cfg.stages[run._stage_idx].rl.reward
-    if self.reward_fn is None and name != 'scene':
+    if self.reward_fn is None and name not in ('scene', 'scene_all'):
         mod, _, fn = name.partition(':')
         try: self.reward_fn = getattr(importlib.import_module(mod), fn)
-        except (ImportError, AttributeError) as e: raise ConfigError(f"rl.reward={name!r}: cannot import it ({e}); give 'scene' or 'package.module:function'") from None
+        except (ImportError, AttributeError) as e: raise ConfigError(f"rl.reward={name!r}: cannot import it ({e}); give 'scene', 'scene_all' or 'package.module:function'") from None
     r = None if self.reward_fn is None else torch.as_tensor(self.reward_fn(images, scenes), dtype=torch.float32)
     lam = run.cfg.stages[run._stage_idx].rl.manifold
     if r is not None and not lam: self.diag = {}; return r          # a user's reward alone: no recogniser needed
     if self.rec is None:
         from flite_nb.evaluation import load_recogniser, recogniser_config_for
         self.rec = load_recogniser(recogniser_config_for(self.prompts.cfg)).to(images.device)
-    if r is None: r = scene_reward(self.rec, images, scenes)
+    if r is None: r = scene_reward(self.rec, images, scenes, all_or_nothing=name == 'scene_all')
     if self.real is None:   # the true renders of the first 256 training prompts, once
         self.real = feature_gaussian(self.rec, torch.stack([self.prompts[j]['image'] for j in range(min(256, len(self.prompts)))]))
     f = torch.from_numpy(image_features(self.rec, images))

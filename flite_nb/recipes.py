@@ -106,6 +106,7 @@ class PreferenceConfig:
             if not getattr(self, k) > 0: raise ConfigError(f"pref.{k} must be > 0, got {getattr(self, k)}")
         if self.whiten and self.loss != 'grpo': raise ConfigError("pref.whiten needs pref.loss='grpo' (MaPO has no batch statistics)")
 
+# %% ../nbs/44_recipes.ipynb #aa59250f
 @dataclass
 class GRPOConfig:
     "Online GRPO of a 'grpo' stage (Flow-GRPO, chapter 61): groups, SDE rollouts, ratio clipping, the KL leash, prompts."
@@ -119,7 +120,7 @@ class GRPOConfig:
     global_std: bool = False         # advantages over the std of the whole step instead of each group's
     single_center_prob: float = 0.0  # prompts: share of lone centred glyphs; the rest are scenes with places and colours
     min_glyphs: int = 1              # prompts: at least this many glyphs in those scenes (2: two glyphs with places)
-    reward: str = 'scene'            # 'scene': the recogniser's checks (chapter 51); or 'package.module:function'(images, scenes)
+    reward: str = 'scene'            # 'scene': share of the recogniser's checks passed (chapter 51); 'scene_all': 1 if all pass; or 'package.module:function'(images, scenes)
     manifold: float = 0.0            # lambda of the off-manifold penalty lambda max(0, d - 1) (chapter 61; 0: only logged)
 
     def __post_init__(self):
@@ -128,7 +129,8 @@ class GRPOConfig:
             if not (getattr(self, k) > 0 and math.isfinite(getattr(self, k))): raise ConfigError(f"rl.{k} must be finite and > 0, got {getattr(self, k)}")
         for k in ('beta', 'manifold'):
             if not (getattr(self, k) >= 0 and math.isfinite(getattr(self, k))): raise ConfigError(f"rl.{k} must be finite and >= 0, got {getattr(self, k)}")
-        if self.reward != 'scene' and ':' not in self.reward: raise ConfigError(f"rl.reward must be 'scene' or 'package.module:function', got {self.reward!r}")
+        if self.reward not in ('scene', 'scene_all') and ':' not in self.reward:
+            raise ConfigError(f"rl.reward must be 'scene', 'scene_all' or 'package.module:function', got {self.reward!r}")
         if not 0 <= self.single_center_prob <= 1: raise ConfigError(f"rl.single_center_prob must be in [0, 1], got {self.single_center_prob}")
 
 # %% ../nbs/44_recipes.ipynb #f525a13a
@@ -347,6 +349,13 @@ def _tiny() -> TrainConfig:
         # start-up probe finds the CPU busy (2 spinning threads fell to 28 img/s there; chapter 00's pick_threads)
         threads=0, log_every=10)
 
+def _tiny_long() -> TrainConfig:
+    "The default run twice as long, on twice as many scenes (6000 steps, 24:20 measured on 2 idle cores; chapter 51's composition target)."
+    c = _tiny()
+    # the same ~23 passes over the scenes as `tiny` (3000 x 32 / 4096), so the extra steps see new scenes rather than repeats
+    return replace(c, recipe='tiny-long', data=replace(c.data, openmoji=replace(c.data.openmoji, length=8192)),
+                   stages=[replace(c.stages[0], steps=6000)])
+
 # %% ../nbs/44_recipes.ipynb #9ab35e65
 def _micro() -> TrainConfig:
     return TrainConfig(
@@ -406,13 +415,6 @@ def _tiny_grpo() -> TrainConfig:
                    stages=[StageConfig(name='grpo', kind='grpo', steps=120, resolution=(32, 32), batch_size=64, lr=1e-4, warmup=5,
                                        rl=GRPOConfig(group=8, sample_steps=10, noise=0.7, reuse=2, beta=0.04, cfg_scale=3.0, min_glyphs=2))],
                    val=replace(c.val, every=20, sample_every=60), checkpoint=CheckpointConfig(every=20, keep=2), log_every=1)
-
-def _tiny_long() -> TrainConfig:
-    "The default run twice as long, on twice as many scenes (6000 steps, ~25 minutes on 2 idle cores; chapter 51's composition target)."
-    c = _tiny()
-    # the same ~23 passes over the scenes as `tiny` (3000 x 32 / 4096), so the extra steps see new scenes rather than repeats
-    return replace(c, recipe='tiny-long', data=replace(c.data, openmoji=replace(c.data.openmoji, length=8192)),
-                   stages=[replace(c.stages[0], steps=6000)])
 
 RECIPES = {'tiny': _tiny, 'tiny-long': _tiny_long, 'micro': _micro, 'flite-10b': _flite_10b, 'tiny-post': _tiny_post,
            'tiny-grpo': _tiny_grpo}
