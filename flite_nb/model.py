@@ -98,6 +98,7 @@ class DiTConfig:
     mod_shift: bool = True
     mod_scale: bool = True
     mod_gate: bool = True
+    zero_init_branches: bool = False   # zero each branch's output map: a block starts as the identity without a gate (chapter 81)
     adaln: AdaLNKind = 'block'
     adaln_lora_rank: int = 64
     block: BlockKind = 'cross'
@@ -122,6 +123,8 @@ class DiTConfig:
         if self.rope_train_hw is not None: self.rope_train_hw = tuple(int(v) for v in self.rope_train_hw)
         if self.attn_scale != 'none' and self.rope_train_hw is None:
             raise ConfigError(f"attn_scale={self.attn_scale!r} needs rope_train_hw (the training grid in patches)")
+        if self.zero_init_branches and self.mod_gate:   # gate (0) * branch (0): neither factor would get a gradient
+            raise ConfigError("zero_init_branches=True needs mod_gate=False (a zero gate times a zero branch never trains)")
         if self.block == 'mmdit' and self.cross_gate: raise ConfigError("cross_gate applies to block='cross' only")
         self.rope_config  # validates the RoPE fields
 
@@ -329,6 +332,10 @@ def reset_parameters(self: FLiteDiT):
     for name, p in self.named_parameters():
         if 'adaLN_modulation' in name or 'adaLN_global' in name or name.endswith('adaLN_lora.2.weight'): nn.init.zeros_(p)
     for p in (*self.final_modulation.parameters(), *self.final_proj.parameters()): nn.init.zeros_(p)
+    if self.cfg.zero_init_branches:   # the identity at start that adaLN-Zero's gate gives, without the gate
+        outs = ('self_attn.proj.', 'cross_attn.proj.', 'proj_x.', 'proj_c.', 'mlp.2.', 'mlp_x.2.', 'mlp_c.2.', 'mlp.w2.', 'mlp_x.w2.', 'mlp_c.w2.')
+        for name, p in self.named_parameters():
+            if any(k in name for k in outs): nn.init.zeros_(p)
 
 # %% ../nbs/23_model.ipynb #40ddd118
 @patch
