@@ -10,10 +10,10 @@ from typing import Literal
 
 # %% auto #0
 __all__ = ['MODE_SCALE_MAX', 'FLUX_MU', 'SamplerKind', 'ShiftKind', 'SAMPLERS', 'SHIFTS', 'logit_normal_icdf', 'logit_normal_pdf',
-           'logit_normal_cdf', 'mode_fn', 'mode_icdf', 'mode_cdf', 'beta_icdf', 'dist_rank_world', 'stratified_uniform',
-           'shift_sd3', 'flite_shift_factor', 'shift_flite', 'shift_flite_literal', 'flux_mu', 'shift_flux',
-           'shift_lumina_data_time', 'TimestepConfig', 'icdf', 'shift_factor', 'apply_shift', 'sample_timesteps',
-           'shifted_time_grid', 'grid_from_config']
+           'logit_normal_cdf', 'mode_fn', 'mode_icdf', 'mode_cdf', 'cosmap_icdf', 'cosmap_cdf', 'cosmap_pdf',
+           'beta_icdf', 'dist_rank_world', 'stratified_uniform', 'shift_sd3', 'flite_shift_factor', 'shift_flite',
+           'shift_flite_literal', 'flux_mu', 'shift_flux', 'shift_lumina_data_time', 'TimestepConfig', 'icdf',
+           'shift_factor', 'apply_shift', 'sample_timesteps', 'shifted_time_grid', 'grid_from_config']
 
 # %% ../nbs/11_timesteps.ipynb #8c298235
 import numpy as np
@@ -58,6 +58,21 @@ def mode_cdf(t, s: float = 1.29, iters: int = 60):
         big = mode_fn(mid, s) > t                      # still above t: the root is to the right
         lo, hi = torch.where(big, mid, lo), torch.where(big, hi, mid)
     return 1 - (lo + hi) / 2
+
+# %% ../nbs/11_timesteps.ipynb #35cd19ea
+def cosmap_icdf(u: torch.Tensor) -> torch.Tensor:
+    "Quantile of SD3's CosMap density: 1 - 1 / (tan(pi u / 2) + 1)."
+    return 1 - 1 / (torch.tan(math.pi / 2 * u) + 1)
+
+def cosmap_cdf(t):
+    "CDF of CosMap, (2 / pi) arctan(t / (1 - t))."
+    t = torch.as_tensor(t, dtype=torch.float64)
+    return 2 / math.pi * torch.atan2(t, 1 - t)
+
+def cosmap_pdf(t):
+    "SD3's pi_CosMap(t) = 2 / (pi - 2 pi t + 2 pi t^2)."
+    t = torch.as_tensor(t, dtype=torch.float64)
+    return 2 / (math.pi - 2 * math.pi * t + 2 * math.pi * t ** 2)
 
 # %% ../nbs/11_timesteps.ipynb #f487768f
 def beta_icdf(u: torch.Tensor, a: float, b: float) -> torch.Tensor:
@@ -128,7 +143,7 @@ def shift_lumina_data_time(t: torch.Tensor, m: float = 6.) -> torch.Tensor:
     return t / (m - m * t + t)
 
 # %% ../nbs/11_timesteps.ipynb #3fd90051
-SamplerKind = Literal['uniform', 'logit_normal', 'mode', 'beta']
+SamplerKind = Literal['uniform', 'logit_normal', 'mode', 'beta', 'cosmap']
 ShiftKind = Literal['none', 'sd3', 'flite', 'flite_literal', 'flux', 'lumina']
 SAMPLERS, SHIFTS = typing.get_args(SamplerKind), typing.get_args(ShiftKind)
 
@@ -165,6 +180,7 @@ def icdf(u: torch.Tensor, cfg: TimestepConfig) -> torch.Tensor:
     if cfg.sampler == 'uniform': return u
     if cfg.sampler == 'logit_normal': return logit_normal_icdf(u, cfg.loc, cfg.scale)
     if cfg.sampler == 'mode': return mode_icdf(u, cfg.mode_scale)
+    if cfg.sampler == 'cosmap': return cosmap_icdf(u)
     return beta_icdf(u, cfg.beta_a, cfg.beta_b)
 
 def _need_hw(kind, hw):
