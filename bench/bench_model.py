@@ -9,7 +9,9 @@
 --compile prints the compiled model's images/s; divide by the same run without --compile for the speed-up
 (1.43x was measured on an idle 2-core CPU at the tiny shape, bf16 autocast).
 
-Prints images/s, achieved GFLOP/s (model_flops, 3 x forward) and peak memory (ru_maxrss of this process;
+Prints images/s, achieved GFLOP/s (model_flops, 3 x forward), that figure as a fraction of the matmul throughput of
+the same precision measured in the same process just before (bench/peak.py: the best n=1024 matmul, the practical
+peak of this machine for this process; fp32 runs use the fp32 figure) and peak memory (ru_maxrss of this process;
 tracemalloc does not see torch's allocations). Timings on a shared CPU are noisy: use --repeats and read the best.
 On a CPU shared with other jobs, --threads 1 avoids OpenMP spin-wait oversubscription (it was 4x faster than 2
 threads at load average ~6 on 2 cores).
@@ -21,6 +23,7 @@ import torch
 
 from flite_nb.core import human
 from flite_nb.model import FLiteDiT, model_flops, perturb_zero_init, preset
+from peak import matmul_flops
 
 
 def make_batch(cfg, batch, size, text_len, seed=0):
@@ -117,9 +120,11 @@ def main():
         print(f"{name}: {human(sum(p.numel() for p in FLiteDiT(cfg).parameters()))} params, "
               f"{model_flops(cfg, a.size, a.size, a.text_len)['train'] / 1e9:.2f} GFLOP per training image")
         for prec in a.precisions:
+            peak = matmul_flops({'fp32': torch.float32, 'bf16': torch.bfloat16}[prec]) / 1e9
             r = bench(name, prec, a.batch, a.size, a.text_len, a.steps, a.warmup, a.repeats, a.compile)
             print(f"  {prec:5s} {r['best']:7.1f} img/s best (median {r['median']:.1f}, worst {r['worst']:.1f})  "
-                  f"{r['gflops']:6.0f} GFLOP/s  peak RSS {r['maxrss_gb']:.2f} GiB")
+                  f"{r['gflops']:6.0f} GFLOP/s = {100 * r['gflops'] / peak:.0f}% of the {prec} matmul ({peak:.0f} GFLOP/s)  "
+                  f"peak RSS {r['maxrss_gb']:.2f} GiB")
             if a.profile: profile(name, prec, a.batch, a.size, a.text_len)
 
 

@@ -193,6 +193,7 @@ class AdaLN(nn.Module):
     def __init__(self, cfg: DiTConfig, names: list[str]):
         super().__init__()
         self.names, self.kind, n, d = names, cfg.adaln, len(names), cfg.dim
+        if not n: return                     # every modulation kind off: no map at all (not an empty Linear)
         if cfg.adaln == 'block': self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(d, n * d))
         elif cfg.adaln == 'lora':
             self.adaLN_lora = nn.Sequential(nn.SiLU(), nn.Linear(d, cfg.adaln_lora_rank, bias=False), nn.Linear(cfg.adaln_lora_rank, n * d, bias=False))
