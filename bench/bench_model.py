@@ -9,6 +9,10 @@
 --compile prints the compiled model's images/s; divide by the same run without --compile for the speed-up
 (1.43x was measured on an idle 2-core CPU at the tiny shape, bf16 autocast).
 
+Measured on an idle 2-core CPU (2026-12-02, 2 threads, tiny, batch 32): fp32 15.6 img/s = 42% of the fp32 matmul
+(418 GFLOP/s); bf16 25.6 img/s = 20% of the bf16 matmul (1471 GFLOP/s: this CPU's bf16 matmul is ~2x what an
+earlier estimate assumed, so the eager step is further from the hardware than 38%).
+
 Prints images/s, achieved GFLOP/s (model_flops, 3 x forward), that figure as a fraction of the matmul throughput of
 the same precision measured in the same process just before (bench/peak.py: the best n=1024 matmul, the practical
 peak of this machine for this process; fp32 runs use the fp32 figure) and peak memory (ru_maxrss of this process;
