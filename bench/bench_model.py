@@ -25,7 +25,7 @@ import argparse, contextlib, resource, statistics, time
 
 import torch
 
-from flite_nb.core import human
+from flite_nb.core import autocast_dtype, human
 from flite_nb.model import FLiteDiT, model_flops, perturb_zero_init, preset
 from peak import matmul_flops
 
@@ -124,7 +124,7 @@ def main():
         print(f"{name}: {human(sum(p.numel() for p in FLiteDiT(cfg).parameters()))} params, "
               f"{model_flops(cfg, a.size, a.size, a.text_len)['train'] / 1e9:.2f} GFLOP per training image")
         for prec in a.precisions:
-            peak = matmul_flops({'fp32': torch.float32, 'bf16': torch.bfloat16}[prec]) / 1e9
+            peak = matmul_flops(autocast_dtype('cpu', prec) or torch.float32) / 1e9
             r = bench(name, prec, a.batch, a.size, a.text_len, a.steps, a.warmup, a.repeats, a.compile)
             print(f"  {prec:5s} {r['best']:7.1f} img/s best (median {r['median']:.1f}, worst {r['worst']:.1f})  "
                   f"{r['gflops']:6.0f} GFLOP/s = {100 * r['gflops'] / peak:.0f}% of the {prec} matmul ({peak:.0f} GFLOP/s)  "

@@ -17,14 +17,15 @@ Measured on an idle 2-core CPU (2026-12-02, 2 threads, bf16, 28 steps, CFG): tin
 (runs/tiny/pipeline, 32 px) 9.2 img/s guided, 17.6 unguided, end to end.
 """
 from __future__ import annotations
-import argparse, contextlib, tempfile, time
+import argparse, tempfile, time
 
 import torch
 
+from flite_nb.core import autocast_dtype
 from flite_nb.flow import guided_pass, cfg_combine, sample_euler
 from flite_nb.model import FLiteDiT, model_flops, perturb_zero_init, preset
 from flite_nb.sampling import FlitePipeline, tiny_pipeline
-from peak import matmul_flops
+from peak import matmul_flops, sync
 
 
 def bench_shape(name: str, px: int, n: int, steps: int, cfg_scale: float, precision: str, text_len: int,
@@ -34,7 +35,7 @@ def bench_shape(name: str, px: int, n: int, steps: int, cfg_scale: float, precis
     unit = 1 if cfg.in_channels == 3 else 8                   # pixel space, or a VAE at 1/8 (Flux: 16 channels)
     side = px // unit
     model = perturb_zero_init(FLiteDiT(cfg)).to(device).eval()
-    amp = {'fp32': None, 'bf16': torch.bfloat16}[precision]
+    amp = autocast_dtype(device, precision)
     fwd = torch.compile(model) if compile_ else model
     g = torch.Generator().manual_seed(0)
     ctx = torch.randn(2 * n, text_len, cfg.text_dim, generator=g).to(device)
@@ -47,15 +48,14 @@ def bench_shape(name: str, px: int, n: int, steps: int, cfg_scale: float, precis
         vc, vu = guided_pass(fwd, x, t, ctx, mask, amp)
         return cfg_combine(vu, vc, cfg_scale)
 
-    sync = (lambda: torch.cuda.synchronize()) if device.startswith('cuda') else (lambda: None)
     t0 = time.perf_counter()
-    with torch.no_grad(): sample_euler(v_fn, x1, ts[:3] if not compile_ else ts); sync()
+    with torch.no_grad(): sample_euler(v_fn, x1, ts[:3] if not compile_ else ts); sync(device)
     first = time.perf_counter() - t0                           # with --compile: compilation + one full run
     rates = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         with torch.no_grad(): sample_euler(v_fn, x1, ts)
-        sync(); rates.append(n / (time.perf_counter() - t0))
+        sync(device); rates.append(n / (time.perf_counter() - t0))
     fl = 2 * steps * model_flops(cfg, side, side, text_len)['forward']
     best = max(rates)
     return dict(best=best, worst=min(rates), gflops=best * fl / 1e9, first_s=first, side=side)
@@ -95,7 +95,7 @@ def main():
         folder = a.pipeline
         if folder == 'random': folder = tempfile.mkdtemp() + '/pipeline'; tiny_pipeline(folder, size=32)
         return bench_pipeline(folder, a.sizes, a.n or 8, a.steps, a.precisions)
-    peak = matmul_flops({'fp32': torch.float32, 'bf16': torch.bfloat16}[a.precision], a.device) / 1e9
+    peak = matmul_flops(autocast_dtype(a.device, a.precision) or torch.float32, a.device) / 1e9
     print(f"torch {torch.__version__} on {a.device}, {torch.get_num_threads()} threads; {a.steps} Euler steps, CFG {a.cfg} "
           f"(2 rows per image per step), {a.text_len} text tokens, {a.precision}; {a.precision} matmul {peak:.0f} GFLOP/s")
     for spec in a.shapes:

@@ -8,7 +8,9 @@ import time
 import torch
 
 
-def _sync(device: torch.device):
+def sync(device: str | torch.device):
+    "Wait for `device`'s queued work (a no-op on CPU)."
+    device = torch.device(device)
     if device.type == 'cuda': torch.cuda.synchronize(device)
 
 
@@ -20,12 +22,12 @@ def matmul_flops(dtype: torch.dtype = torch.bfloat16, device: str | torch.device
     g = torch.Generator().manual_seed(0)
     a, b = (torch.randn(n, n, generator=g).to(device=device, dtype=dtype) for _ in range(2))
     for _ in range(2): a @ b                  # warm-up: allocation, kernel choice
-    _sync(device)
+    sync(device)
     best, end, k = 0.0, time.perf_counter() + seconds, 4 if device.type == 'cuda' else 1
     while time.perf_counter() < end:
         t0 = time.perf_counter()
         for _ in range(k): a @ b
-        _sync(device)
+        sync(device)
         best = max(best, k * 2 * n ** 3 / (time.perf_counter() - t0))
     return best
 

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 # %% auto #0
-__all__ = ['MLPKind', 'AdaLNKind', 'BlockKind', 'AttnScaleKind', 'PRESETS', 'patchify', 'unpatchify', 'pack_images',
-           'unpack_tokens', 'token_mask', 'timestep_embedding', 'DiTConfig', 'SwiGLU', 'make_mlp', 'mod_names',
-           'modulate', 'gated_add', 'AdaLN', 'FLiteBlock', 'MMDiTBlock', 'gather_tokens', 'PatchEmbed', 'FLiteDiT',
-           'sincos_2d', 'perturb_zero_init', 'zero_attention_outputs', 'params_without_grad', 'preset', 'model_flops',
-           'step_flops', 'mfu', 'save_pretrained', 'from_pretrained', 'flite_config_from_state_dict',
-           'convert_flite_state_dict', 'load_flite_checkpoint']
+__all__ = ['MLPKind', 'AdaLNKind', 'BlockKind', 'AttnScaleKind', 'ATTN_OUTPUTS', 'MLP_OUTPUTS', 'PRESETS', 'patchify',
+           'unpatchify', 'pack_images', 'unpack_tokens', 'token_mask', 'timestep_embedding', 'DiTConfig', 'SwiGLU',
+           'make_mlp', 'mod_names', 'modulate', 'gated_add', 'AdaLN', 'FLiteBlock', 'MMDiTBlock', 'gather_tokens',
+           'PatchEmbed', 'FLiteDiT', 'sincos_2d', 'perturb_zero_init', 'zero_attention_outputs', 'params_without_grad',
+           'preset', 'model_flops', 'step_flops', 'mfu', 'save_pretrained', 'from_pretrained',
+           'flite_config_from_state_dict', 'convert_flite_state_dict', 'load_flite_checkpoint']
 
 # %% ../nbs/23_model.ipynb #a744bcf5
 import torch
@@ -318,6 +318,9 @@ class FLiteDiT(nn.Module):
         self.reset_parameters()
 
 # %% ../nbs/23_model.ipynb #22ac6bbe
+ATTN_OUTPUTS = ('self_attn.proj.', 'cross_attn.proj.', 'proj_x.', 'proj_c.')              # each attention branch's output map
+MLP_OUTPUTS = ('mlp.2.', 'mlp_x.2.', 'mlp_c.2.', 'mlp.w2.', 'mlp_x.w2.', 'mlp_c.w2.')   # each MLP's last Linear (GELU or SwiGLU)
+
 @patch
 @torch.no_grad()
 def reset_parameters(self: FLiteDiT):
@@ -334,9 +337,8 @@ def reset_parameters(self: FLiteDiT):
         if 'adaLN_modulation' in name or 'adaLN_global' in name or name.endswith('adaLN_lora.2.weight'): nn.init.zeros_(p)
     for p in (*self.final_modulation.parameters(), *self.final_proj.parameters()): nn.init.zeros_(p)
     if self.cfg.zero_init_branches:   # the identity at start that adaLN-Zero's gate gives, without the gate
-        outs = ('self_attn.proj.', 'cross_attn.proj.', 'proj_x.', 'proj_c.', 'mlp.2.', 'mlp_x.2.', 'mlp_c.2.', 'mlp.w2.', 'mlp_x.w2.', 'mlp_c.w2.')
         for name, p in self.named_parameters():
-            if any(k in name for k in outs): nn.init.zeros_(p)
+            if any(k in name for k in ATTN_OUTPUTS + MLP_OUTPUTS): nn.init.zeros_(p)
 
 # %% ../nbs/23_model.ipynb #40ddd118
 @patch
@@ -483,7 +485,7 @@ def zero_attention_outputs(model: FLiteDiT) -> FLiteDiT:
     "Zero every attention output projection (tests: cuts all token mixing)."
     with torch.no_grad():
         for n, p in model.named_parameters():
-            if any(k in n for k in ('self_attn.proj', 'cross_attn.proj', 'proj_x', 'proj_c')): p.zero_()
+            if any(k in n for k in ATTN_OUTPUTS): p.zero_()
     return model
 
 # %% ../nbs/23_model.ipynb #aa39ac33
