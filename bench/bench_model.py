@@ -27,22 +27,23 @@ import torch
 
 from flite_nb.core import autocast_dtype, human
 from flite_nb.model import FLiteDiT, model_flops, perturb_zero_init, preset
-from peak import matmul_flops
+from flite_nb.plan import peak_flops
+from peak import matmul_flops, sync
 
 
-def make_batch(cfg, batch, size, text_len, seed=0):
+def make_batch(cfg, batch, size, text_len, seed=0, device='cpu'):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, cfg.in_channels, size, size, generator=g)
     ctx = torch.randn(batch, text_len, cfg.text_dim, generator=g)
     mask = torch.ones(batch, text_len, dtype=torch.bool)
     mask[:, text_len // 2:] = torch.rand(batch, text_len - text_len // 2, generator=g) < 0.3  # some padding
     mask = mask.cumprod(1).bool()
-    return x, torch.rand(batch, generator=g), ctx, mask, torch.randn(x.shape, generator=g)
+    return tuple(a.to(device) for a in (x, torch.rand(batch, generator=g), ctx, mask, torch.randn(x.shape, generator=g)))
 
 
 def step_fn(model, opt, batch, dtype):
     x, t, ctx, mask, target = batch
-    ac = torch.autocast('cpu', dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    ac = torch.autocast(x.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     with ac:
         out = model(x, t, ctx, mask)
     loss = (out.float() - target).pow(2).mean()
@@ -51,23 +52,26 @@ def step_fn(model, opt, batch, dtype):
     return loss
 
 
-def bench(name, precision, batch, size, text_len, steps, warmup, repeats, compile_=False):
+def bench(name, precision, batch, size, text_len, steps, warmup, repeats, compile_=False, device='cpu'):
     cfg = preset(name)
-    model = perturb_zero_init(FLiteDiT(cfg))  # nonzero gates: the timed work is the real work
+    model = perturb_zero_init(FLiteDiT(cfg)).to(device)  # nonzero gates: the timed work is the real work
     if compile_: model = torch.compile(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=False, foreach=True)
+    cuda = torch.device(device).type == 'cuda'
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda, foreach=None if cuda else True)
     dtype = {'fp32': None, 'bf16': torch.bfloat16}[precision]
-    b = make_batch(cfg, batch, size, text_len)
+    b = make_batch(cfg, batch, size, text_len, device=device)
+    if torch.device(device).type == 'cuda': torch.cuda.reset_peak_memory_stats(device)
     for _ in range(warmup): step_fn(model, opt, b, dtype)
     rates = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        sync(device); t0 = time.perf_counter()
         for _ in range(steps): step_fn(model, opt, b, dtype)
-        rates.append(steps * batch / (time.perf_counter() - t0))
+        sync(device); rates.append(steps * batch / (time.perf_counter() - t0))
     fl = model_flops(cfg, size, size, text_len)['train']
     best = max(rates)
     return dict(preset=name, precision=precision, best=best, median=statistics.median(rates), worst=min(rates),
-                gflops=best * fl / 1e9, maxrss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+                gflops=best * fl / 1e9, maxrss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                gpu_peak_gb=torch.cuda.max_memory_allocated(device) / 2**30 if torch.device(device).type == 'cuda' else None)
 
 
 def profile(name, precision, batch, size, text_len):
@@ -105,12 +109,14 @@ def main():
     ap.add_argument('--presets', nargs='+', default=['tiny', 'small'])
     ap.add_argument('--precisions', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'])
     ap.add_argument('--batch', type=int, default=32)
-    ap.add_argument('--size', type=int, default=32)
+    ap.add_argument('--size', type=int, default=32, help='image side in pixels (latent-space presets run at 1/8 of it, as with the Flux VAE)')
     ap.add_argument('--text-len', type=int, default=77)
     ap.add_argument('--steps', type=int, default=5)
     ap.add_argument('--warmup', type=int, default=2)
     ap.add_argument('--repeats', type=int, default=3)
     ap.add_argument('--threads', type=int, default=None)
+    ap.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    ap.add_argument('--peak', default=None, help="also report MFU against this bf16 peak: a device name of flite_nb.plan.PEAK_FLOPS (h100, h200, a100) or FLOP/s")
     ap.add_argument('--compile', action='store_true', help='torch.compile the model (inductor; slow first step)')
     ap.add_argument('--profile', action='store_true', help='print a torch.profiler table for each setting')
     ap.add_argument('--attention', action='store_true', help='only the attention micro-benchmark')
@@ -121,14 +127,16 @@ def main():
           f"{a.text_len} text tokens; {a.repeats} repeats of {a.steps} steps")
     for name in a.presets:
         cfg = preset(name)
-        print(f"{name}: {human(sum(p.numel() for p in FLiteDiT(cfg).parameters()))} params, "
-              f"{model_flops(cfg, a.size, a.size, a.text_len)['train'] / 1e9:.2f} GFLOP per training image")
+        side = a.size if cfg.in_channels == 3 else a.size // 8     # pixel space, or a VAE at 1/8
+        print(f"{name}: {human(sum(p.numel() for p in FLiteDiT(cfg).parameters()))} params, {side}x{side} model input, "
+              f"{model_flops(cfg, side, side, a.text_len)['train'] / 1e9:.2f} GFLOP per training image")
         for prec in a.precisions:
-            peak = matmul_flops(autocast_dtype('cpu', prec) or torch.float32) / 1e9
-            r = bench(name, prec, a.batch, a.size, a.text_len, a.steps, a.warmup, a.repeats, a.compile)
+            peak = matmul_flops(autocast_dtype(torch.device(a.device).type, prec) or torch.float32, a.device) / 1e9
+            r = bench(name, prec, a.batch, side, a.text_len, a.steps, a.warmup, a.repeats, a.compile, a.device)
+            mfu = f"  MFU {100 * r['gflops'] * 1e9 / peak_flops(a.peak):.1f}% of {a.peak}" if a.peak else ''
+            mem = f"GPU peak {r['gpu_peak_gb']:.2f} GiB" if r['gpu_peak_gb'] is not None else f"peak RSS {r['maxrss_gb']:.2f} GiB"
             print(f"  {prec:5s} {r['best']:7.1f} img/s best (median {r['median']:.1f}, worst {r['worst']:.1f})  "
-                  f"{r['gflops']:6.0f} GFLOP/s = {100 * r['gflops'] / peak:.0f}% of the {prec} matmul ({peak:.0f} GFLOP/s)  "
-                  f"peak RSS {r['maxrss_gb']:.2f} GiB")
+                  f"{r['gflops']:6.0f} GFLOP/s = {100 * r['gflops'] / peak:.0f}% of the {prec} matmul ({peak:.0f} GFLOP/s){mfu}  {mem}")
             if a.profile: profile(name, prec, a.batch, a.size, a.text_len)
 
 

@@ -73,7 +73,9 @@ def _use_math(q, k) -> bool:
 def _sdpa(q, k, v, mask, scale):
     "SDPA, or the explicit softmax on a CPU in bf16 (faster there); mask (B, 1, 1, L_k) bool or None."
     if not _use_math(q, k): return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-    a = torch.matmul(q, k.transpose(-1, -2)) * scale
+    # a power-of-two scale (head_dim 4, 16, 64, 256) is exact on q: the same logits for L_q x head_dim work, not L_q x L_k
+    exact = math.frexp(scale)[0] == 0.5
+    a = torch.matmul(q * scale, k.transpose(-1, -2)) if exact else torch.matmul(q, k.transpose(-1, -2)) * scale
     if mask is not None: a = a.masked_fill(~mask, float('-inf'))
     return torch.matmul(a.softmax(-1), v)
 
@@ -89,11 +91,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch
     if key_mask.dtype != torch.bool: raise ValueError(f"key_mask must be a bool tensor (True = real token), got {key_mask.dtype}")
     if key_mask.shape != (q.shape[0], k.shape[-2]):
         raise ValueError(f"key_mask must have shape (B, L_k) = {(q.shape[0], k.shape[-2])}, got {tuple(key_mask.shape)}")
-    if bool(key_mask.all()): return _sdpa(q, k, v, None, scale)
+    eager = not torch.compiler.is_compiling()      # compiled: no data-dependent branch (each would break the graph)
+    if eager and bool(key_mask.all()): return _sdpa(q, k, v, None, scale)
     empty = ~key_mask.any(-1)                       # samples with no real key at all
     m = key_mask | empty[:, None]                   # let them attend anywhere (finite), then zero them
     out = _sdpa(q, k, v, m[:, None, None, :], scale)
-    return out.masked_fill(empty[:, None, None, None], 0.) if bool(empty.any()) else out
+    return out.masked_fill(empty[:, None, None, None], 0.) if not eager or bool(empty.any()) else out
 
 # %% ../nbs/21_attention.ipynb #a3e79b66
 ValueResidual = Literal['none', 'learned', 'fixed', 'sigmoid']

@@ -4,11 +4,12 @@
 
 # %% ../nbs/45_distributed.ipynb #c046b402
 from __future__ import annotations
-import contextlib, json, os, signal, sys, time
+import contextlib, importlib.util, json, os, shutil, signal, sys, time
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['barrier', 'setup_distributed', 'parallelize', 'grad_sync', 'clip_grad_norm', 'StopFlag', 'RunLogger', 'read_metrics']
+__all__ = ['COMPILE_MIN_STEPS', 'barrier', 'setup_distributed', 'parallelize', 'compiler_available', 'resolve_compile',
+           'grad_sync', 'clip_grad_norm', 'StopFlag', 'RunLogger', 'read_metrics']
 
 # %% ../nbs/45_distributed.ipynb #0b35cdc2
 import torch
@@ -55,6 +56,22 @@ def parallelize(model: FLiteDiT, strategy: str, device: torch.device, compile: b
         return model
     if strategy != 'none': raise ConfigError(f"dist.strategy must be 'auto', 'ddp' or 'fsdp', got {strategy!r}")
     return model
+
+# %% ../nbs/45_distributed.ipynb #c5780ebd
+COMPILE_MIN_STEPS = 1000   # the measured break-even above is ~690 steps at the tiny shape; a margin for slower compilers
+
+def compiler_available(device: torch.device) -> bool:
+    "Whether inductor can build kernels for `device`: Triton on a GPU, a C++ compiler on a CPU."
+    if device.type == 'cuda': return importlib.util.find_spec('triton') is not None
+    if device.type != 'cpu': return False
+    return any(shutil.which(c) for c in (os.environ.get('CXX', ''), 'c++', 'g++', 'clang++') if c)
+
+def resolve_compile(setting, device: torch.device, steps: int) -> tuple[bool, str]:
+    "(compile?, why) for `dist.compile` = True / False / 'auto' on `device` for a run of `steps` training steps."
+    if setting is True or setting is False: return setting, f"dist.compile={setting}"
+    if steps < COMPILE_MIN_STEPS: return False, f"auto: off ({steps} steps < {COMPILE_MIN_STEPS}: compilation would not pay back)"
+    if not compiler_available(device): return False, f"auto: off (no compiler for inductor on {device.type})"
+    return True, f"auto: on ({steps} steps >= {COMPILE_MIN_STEPS}, compiler found)"
 
 # %% ../nbs/45_distributed.ipynb #0fcb5bec
 def grad_sync(wrapped: nn.Module, strategy: str, sync: bool):

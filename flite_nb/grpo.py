@@ -231,3 +231,10 @@ def step(self: GRPO, run, i: int, local: int) -> dict:
     return m
 
 register_stage_kind(GRPO())
+
+# %% ../nbs/61_online_grpo.ipynb #0ba930e5
+@patch
+def passes(self: GRPO, stage, accum: int = 1) -> dict:
+    "Per step, for each of its samples and each of K denoising steps, two rows (CFG): rolled out, trained, and (beta > 0) the reference's."
+    rows = stage.batch_size * stage.rl.sample_steps * 2
+    return dict(train=rows, forward=rows * (1 + (stage.rl.beta > 0)))

@@ -21,7 +21,7 @@ import torch
 from .core import ConfigError, count_params, human, cli_parser, cli_run
 from .model import DiTConfig, FLiteDiT, model_flops
 from .seqdrop import keep_count
-from .recipes import TrainConfig, StageConfig, config_summary
+from .recipes import TrainConfig, StageConfig, config_summary, get_stage_kind
 
 # %% ../nbs/49_plan.ipynb #14ea8bef
 GiB = 2 ** 30
@@ -146,9 +146,11 @@ def peak_flops(peak: str | float) -> float:
     return PEAK_FLOPS[peak.lower()]
 
 def stage_compute(cfg: TrainConfig, st: StageConfig, world: int, mfu: float = 0.4, peak: str | float = 'h100') -> dict:
-    "FLOPs of one step (DiT forward + backward, + the text encoder's forward when it runs per step), seconds per step, GPU-hours."
+    "FLOPs of one step (the kind's DiT passes, + the text encoder's forward when it runs per step), seconds per step, GPU-hours."
     sh, down = stage_shape(cfg, st, world), cfg.unit // cfg.model.patch
-    dit = st.batch_size * model_flops(cfg.model, st.resolution[0] // down, st.resolution[1] // down, sh['S'], sh['kept'])['train']
+    ps = get_stage_kind(st.kind).passes(st, sh['accum'])
+    f = lambda n: model_flops(cfg.model, st.resolution[0] // down, st.resolution[1] // down, sh['S'], n)
+    dit = ps['train'] * f(sh['kept'])['train'] + ps['forward'] * f(sh['n'])['forward']   # sampling passes keep every token
     te = 0 if precomputed(cfg) else (text_encoder_bytes(cfg) or 0) / DTYPE_BYTES[cfg.text.dtype]
     enc = 2 * te * sh['S'] * st.batch_size
     rate = peak_flops(peak) * mfu
@@ -175,7 +177,7 @@ def memory_plan(cfg: TrainConfig, world: int, gpu_gib: float | None = None, mfu:
         r['total'] = sum(stat.values()) + r['overhead'] + max(r['activations'] + casts + r['workspace'], enc)
         r['gpu_gib'], r['fits'] = gpu_gib, None if gpu_gib is None else r['total'] <= gpu_gib * GiB
         r.update(stage_compute(cfg, st, world, mfu, peak))
-        r['note'] = '' if st.kind in ('pretrain', 'sft') else f"{st.kind}: counted as a pretrain step (pairs, rollouts, a reference model are not)"
+        r['note'] = '' if st.kind in ('pretrain', 'sft') else f"{st.kind}: memory counted as a pretrain step's (rollouts, a reference model are not); FLOPs per the kind"
         rows.append(r)
     return rows
 

@@ -334,6 +334,13 @@ def step(self: Preference, run, i: int, local: int) -> dict:
 
 for _k in (SFT(), Preference()): register_stage_kind(_k)
 
+# %% ../nbs/60_preference.ipynb #7310433d
+@patch
+def passes(self: Preference, stage: StageConfig, accum: int = 1) -> dict:
+    "Two images per pair, trained; the batch-relative loss with accumulation first reads the batch once without gradients."
+    n = 2 * stage.batch_size
+    return dict(train=n, forward=n if stage.pref.loss == 'grpo' and accum > 1 else 0)
+
 # %% ../nbs/60_preference.ipynb #44e11a8b
 def _lerp_weight(weight, i: int) -> float:
     if weight == 'uniform': return 1 / (i + 1)

@@ -44,6 +44,9 @@ class StageKind:
     def step(self, run, i: int, local: int) -> dict:
         "One optimisation step of stage `i` at step `local`; returns its metrics."
         raise NotImplementedError(f"stage kind {self.name!r} has no step()")
+    def passes(self, stage, accum: int = 1) -> dict:
+        "Image passes through the DiT per optimiser step: `train` (forward + backward) and `forward` only (default: the batch, trained)."
+        return dict(train=stage.batch_size, forward=0)
 
 # %% ../nbs/44_recipes.ipynb #6fd8452f
 STAGE_KINDS: dict[str, StageKind] = {}
@@ -247,7 +250,7 @@ class CheckpointConfig:
 class DistConfig:
     "How the model is spread over processes: DDP or FSDP2, compile, resharding."
     strategy: Literal['auto', 'ddp', 'fsdp'] = 'auto'   # auto: DDP when world > 1
-    compile: bool = False            # torch.compile each block
+    compile: Literal['auto', True, False] = 'auto'   # torch.compile each block; auto: when the run is long enough (chapter 45)
     reshard_after_forward: bool = True
 
     def __post_init__(self): check_choices(self, 'dist.')   # strategy

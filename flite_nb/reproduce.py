@@ -38,7 +38,8 @@ def ablation_config(steps: int = 300, dim: int = 128, depth: int = 4, heads: int
     cfg = replace(cfg, recipe='ablation', model=preset('tiny', dim=dim, depth=depth, heads=heads, patch=patch, n_registers=4),
                   optim=replace(cfg.optim, base_width=dim), data=replace(cfg.data, openmoji=om), stages=[st], text=replace(cfg.text, layer=-1),
                   val=replace(cfg.val, every=val_every, sample_every=0, n_samples=64, batch_size=64),
-                  checkpoint=CheckpointConfig(every=0, keep=1, export=False), threads=1, log_every=10)
+                  checkpoint=CheckpointConfig(every=0, keep=1, export=False), threads=1, log_every=10,
+                  dist=replace(cfg.dist, compile=False))   # eager, as every cached run was trained (and short runs do not repay it)
     return apply_overrides(cfg, overrides) if overrides else cfg
 
 # %% ../nbs/80_reproductions.ipynb #a2bbf642

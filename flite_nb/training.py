@@ -31,7 +31,7 @@ from .sources import open_images, infer_source, LatentShards, LATENTS_META
 from .optim import wsd, trainable_names, make_optimizer, set_lr, EMA, mup_init_model
 from .order import generator_for, draw_timesteps, GlobalOrder, StepBatches, slot_range, per_sample_draws
 from .recipes import TrainConfig, StageConfig, StageKind, register_stage_kind, get_stage_kind, caption_dropout_of, config_summary, check_before_loading
-from .distributed import setup_distributed, parallelize, grad_sync, clip_grad_norm, StopFlag, barrier, RunLogger
+from .distributed import setup_distributed, parallelize, resolve_compile, grad_sync, clip_grad_norm, StopFlag, barrier, RunLogger
 from .checkpoint import (full_state, save_checkpoint, latest_checkpoint, load_checkpoint, init_weights, weights_file, write_pipeline,
                                  checkpoints, resume_latest, CheckpointError)
 
@@ -133,7 +133,9 @@ def build(self: Trainer, init: bool = False):
     self.init_source = init_weights(self.model, cfg.init_from) if init else None   # post-training: weights, fresh optimiser
     strategy = cfg.dist.strategy if cfg.dist.strategy != 'auto' else ('ddp' if self.world > 1 else 'none')
     self.strategy = 'none' if self.world == 1 and strategy in ('ddp', 'fsdp') else strategy
-    self.wrapped = parallelize(self.model, self.strategy, self.device, cfg.dist.compile, cfg.dist.reshard_after_forward)
+    self.compiled, why = resolve_compile(cfg.dist.compile, self.device, min(cfg.max_steps or cfg.total_steps, cfg.total_steps))
+    if cfg.dist.compile != self.compiled: self.say(f"compile: {why}")   # said when 'auto' decides
+    self.wrapped = parallelize(self.model, self.strategy, self.device, self.compiled, cfg.dist.reshard_after_forward)
     self.opt = make_optimizer(self.model, cfg.optim)
     self.ema = EMA(self.model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.enabled else None
 
