@@ -134,7 +134,7 @@ def build(self: Trainer, init: bool = False):
     strategy = cfg.dist.strategy if cfg.dist.strategy != 'auto' else ('ddp' if self.world > 1 else 'none')
     self.strategy = 'none' if self.world == 1 and strategy in ('ddp', 'fsdp') else strategy
     self.compiled, why = resolve_compile(cfg.dist.compile, self.device, min(cfg.max_steps or cfg.total_steps, cfg.total_steps))
-    if cfg.dist.compile != self.compiled: self.say(f"compile: {why}")   # said when 'auto' decides
+    if cfg.dist.compile == 'auto' and (self.compiled or 'no compiler' in why): self.say(f"compile: {why}")   # short runs stay quiet
     self.wrapped = parallelize(self.model, self.strategy, self.device, self.compiled, cfg.dist.reshard_after_forward)
     self.opt = make_optimizer(self.model, cfg.optim)
     self.ema = EMA(self.model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.enabled else None
