@@ -29,7 +29,7 @@ import torch
 from flite_nb.core import autocast_dtype, human
 from flite_nb.model import FLiteDiT, model_flops, perturb_zero_init, preset
 from flite_nb.plan import peak_flops
-from peak import matmul_flops, sync
+from peak import matmul_flops, model_side, sync
 
 
 def make_batch(cfg, batch, size, text_len, seed=0, device='cpu'):
@@ -129,7 +129,7 @@ def main():
           f"{a.text_len} text tokens; {a.repeats} repeats of {a.steps} steps")
     for name in a.presets:
         cfg = preset(name)
-        side = a.size if cfg.in_channels == 3 else a.size // 8     # pixel space, or a VAE at 1/8
+        side = model_side(cfg, a.size)
         print(f"{name}: {human(sum(p.numel() for p in FLiteDiT(cfg).parameters()))} params, {side}x{side} model input, "
               f"{model_flops(cfg, side, side, a.text_len)['train'] / 1e9:.2f} GFLOP per training image")
         for prec in a.precisions:

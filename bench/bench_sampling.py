@@ -25,15 +25,14 @@ from flite_nb.core import autocast_dtype
 from flite_nb.flow import guided_pass, cfg_combine, sample_euler
 from flite_nb.model import FLiteDiT, model_flops, perturb_zero_init, preset
 from flite_nb.sampling import FlitePipeline, tiny_pipeline
-from peak import matmul_flops, sync
+from peak import matmul_flops, model_side, sync
 
 
 def bench_shape(name: str, px: int, n: int, steps: int, cfg_scale: float, precision: str, text_len: int,
                 compile_: bool, device: str, repeats: int) -> dict:
     "Best images/s of `steps`-step guided Euler sampling with preset `name` at `px` pixels."
     cfg = preset(name)
-    unit = 1 if cfg.in_channels == 3 else 8                   # pixel space, or a VAE at 1/8 (Flux: 16 channels)
-    side = px // unit
+    side = model_side(cfg, px)
     model = perturb_zero_init(FLiteDiT(cfg)).to(device).eval()
     amp = autocast_dtype(device, precision)
     fwd = torch.compile(model) if compile_ else model

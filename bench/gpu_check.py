@@ -24,7 +24,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'bench'))
-from peak import matmul_flops, sync                     # noqa: E402
+from peak import matmul_flops, model_side, sync                     # noqa: E402
 from flite_nb.model import FLiteDiT, preset, perturb_zero_init, model_flops   # noqa: E402
 from flite_nb.plan import PEAK_FLOPS                    # noqa: E402
 
@@ -90,7 +90,7 @@ def check_fsdp(a) -> str:
 def check_compile(a, dev) -> str:
     from bench_model import bench
     px = a.px_compile
-    side = px // (1 if preset(a.preset).in_channels == 3 else 8)
+    side = model_side(preset(a.preset), px)
     t0 = time.perf_counter()
     c = bench(a.preset, 'bf16', a.batch, side, 77, a.steps, 1, 1, compile_=True, device=dev)
     first = time.perf_counter() - t0 - a.steps * a.batch / c['best']
@@ -104,7 +104,7 @@ def check_attention(a, dev) -> str:
     from flite_nb.attention import attention
     cfg, out = preset(a.preset), []
     for px in a.px_attention:
-        L = (px // (1 if cfg.in_channels == 3 else 8) // cfg.patch) ** 2 + cfg.n_registers
+        L = (model_side(cfg, px) // cfg.patch) ** 2 + cfg.n_registers
         q, k, v = (torch.randn(a.batch_attention, cfg.heads, L, cfg.head_dim, device=dev, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
         kinds = {'library': lambda: attention(q, k, v)}
         for nm, be in (('flash', 'FLASH_ATTENTION'), ('efficient', 'EFFICIENT_ATTENTION'), ('cudnn', 'CUDNN_ATTENTION'), ('math', 'MATH')):
@@ -131,7 +131,7 @@ def check_train(a, dev) -> str:
     mm = matmul_flops(torch.bfloat16, dev)
     out = []
     for px, b in zip(a.px_train, a.batch_train):
-        side = px // (1 if preset(a.preset).in_channels == 3 else 8)
+        side = model_side(preset(a.preset), px)
         r = bench(a.preset, 'bf16', b, side, 77, a.steps, 2, 2, device=dev)
         mfu = f"MFU {100 * r['gflops'] * 1e9 / peak:.1f}% of {name}'s {peak / 1e12:.0f} TFLOP/s, " if peak else ''
         mem = f", {r['gpu_peak_gb']:.1f} GiB" if r['gpu_peak_gb'] is not None else ''

@@ -1,4 +1,4 @@
-"""The machine's practical matmul throughput, measured in the calling process (for "fraction of peak" figures).
+"""The machine's practical matmul throughput, measured in the calling process (for "fraction of peak" figures), and a preset's input side.
 
     python bench/peak.py            # bf16 and fp32 on CPU (and CUDA when present)
 """
@@ -12,6 +12,11 @@ def sync(device: str | torch.device):
     "Wait for `device`'s queued work (a no-op on CPU)."
     device = torch.device(device)
     if device.type == 'cuda': torch.cuda.synchronize(device)
+
+
+def model_side(cfg, px: int) -> int:
+    "The model's input side for an image of `px` pixels: pixel-space presets take it as is, latent ones at 1/8 (Flux VAE)."
+    return px if cfg.in_channels == 3 else px // 8
 
 
 def matmul_flops(dtype: torch.dtype = torch.bfloat16, device: str | torch.device = 'cpu', n: int | None = None,
