@@ -8,14 +8,14 @@ import math, typing
 from typing import Literal
 
 # %% auto #0
-__all__ = ['NormAffine', 'QKNormKind', 'CPU_MATH_MAX_ELEMENTS', 'ValueResidual', 'rms_norm', 'RMSNorm', 'QKNorm', 'attention',
-           'ValueMix', 'SelfAttention', 'attention_probs', 'CrossAttention']
+__all__ = ['NormAffine', 'QKNormKind', 'CPU_MATH_MAX_ELEMENTS', 'ValueResidual', 'rms_norm', 'RMSNorm', 'QKNorm', 'NormRope',
+           'norm_rope', 'attention', 'ValueMix', 'SelfAttention', 'attention_probs', 'CrossAttention']
 
 # %% ../nbs/21_attention.ipynb #5a196d6f
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .rope import apply_rope
+from .rope import apply_rope, _check_tables
 
 # %% ../nbs/21_attention.ipynb #84a6c2c2
 NormAffine = Literal['none', 'weight', 'bias', 'weight_bias']
@@ -25,7 +25,7 @@ def rms_norm(x: torch.Tensor, eps: float = 1e-6, weight: torch.Tensor | None = N
     "RMSNorm over the last dimension (in fp32 when `fp32`), then the optional affine; returns x's dtype."
     dt = x.dtype
     if fp32: x = x.float()
-    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    x = x * torch.rsqrt((x * x).mean(-1, keepdim=True) + eps)   # x * x: pow(2)'s bits at half its time
     if weight is not None: x = x * weight
     if bias is not None: x = x + bias
     return x.to(dt)
@@ -62,6 +62,38 @@ class QKNorm(nn.Module):
         dt = out_dtype or q.dtype
         qn, kn = self.q_norm, self.k_norm
         return (rms_norm(q.float(), qn.eps, qn.weight).to(dt), rms_norm(k.float(), kn.eps, kn.weight).to(dt))
+
+# %% ../nbs/21_attention.ipynb #ab5de7b1
+def _rotate(x, c, s, sign: float = 1.):
+    "Split-half rotation of fp32 x: [x1 c + x2 s', x2 c - x1 s'] with s' = sign * s (sign -1: the inverse)."
+    x1, x2 = x.chunk(2, -1)
+    if sign == 1.: return torch.cat([x1 * c + x2 * s, x2 * c - x1 * s], -1)     # apply_rope's exact operations
+    return torch.cat([torch.addcmul(x1 * c, x2, s, value=-1), torch.addcmul(x2 * c, x1, s)], -1)
+
+class NormRope(torch.autograd.Function):
+    "Weightless RMSNorm over head_dim, then split-half RoPE, in fp32; x's dtype out; saves x and one scalar per row."
+    @staticmethod
+    def forward(ctx, x, cos, sin, eps):
+        "rotate(x r) with r = 1 / rms(x), in fp32, cast to x's dtype; saves x, r and the tables."
+        c, s = cos.float(), sin.float()
+        if c.dim() == 3: c, s = c[:, None], s[:, None]   # per-sample tables broadcast over heads
+        xf = x.float()
+        r = torch.rsqrt((xf * xf).mean(-1, keepdim=True) + eps)
+        ctx.save_for_backward(x, r, c, s)
+        return _rotate(xf * r, c, s).to(x.dtype)
+    @staticmethod
+    def backward(ctx, dy):
+        "dx = r (dn - n mean(n dn)) with dn = the inverse rotation of dy and n = x r."
+        x, r, c, s = ctx.saved_tensors
+        dn, n = _rotate(dy, c, s, -1.), x * r          # bf16 x fp32 computes in fp32: no separate casts
+        dx = torch.addcmul(dn, n, (dn * n).mean(-1, keepdim=True), value=-1).mul_(r)
+        return dx.to(x.dtype), None, None, None
+
+def norm_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    "apply_rope(rms_norm(x) in fp32, cos, sin) with the split-half layout, as one autograd step (`NormRope`)."
+    _check_tables(x, cos, sin)
+    if torch.compiler.is_compiling(): return apply_rope(rms_norm(x.float(), eps), cos, sin).to(x.dtype)   # inductor fuses this itself
+    return NormRope.apply(x, cos, sin, eps)
 
 # %% ../nbs/21_attention.ipynb #78129b84
 CPU_MATH_MAX_ELEMENTS = 2 ** 27   # B * heads * L_q * L_k logits (256 MiB in bf16) below which bf16 CPU attention goes explicit
@@ -146,6 +178,8 @@ class SelfAttention(nn.Module):
         # QK-norm before RoPE: equal to the release's after-RoPE order for a weightless norm, and it keeps
         # a YaRN temperature folded into the RoPE tables (RoPE chapter) instead of normalising it away
         if rope is None: q, k = self.qk_norm(q, k)
+        elif self.qk_norm.kind == 'fixed' and self.rope_layout == 'split_half':   # the released setting: one autograd step
+            q, k = norm_rope(q, *rope, self.qk_norm.q_norm.eps), norm_rope(k, *rope, self.qk_norm.k_norm.eps)
         else:  # stay in fp32 from the norm through the rotation (apply_rope computes in fp32), cast once
             dt = q.dtype
             q, k = self.qk_norm(q, k, torch.float32)

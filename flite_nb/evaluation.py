@@ -14,8 +14,8 @@ __all__ = ['RECOGNISER_VERSION', 'PROMPT_SETS', 'TASKS', 'fixed_timestep_loss', 
            'save_recogniser', 'load_recogniser', 'crop_boxes', 'classify_crops', 'recogniser_accuracy',
            'background_colour', 'score_scenes', 'frechet_distance', 'image_features', 'image_frechet_distance',
            'prompt_set', 'run_data_config', 'recogniser_config_for', 'evaluate_pipeline', 'format_metrics',
-           'task_prompts', 'score_tasks', 'evaluate_tasks', 'format_task_table', 'extrapolation_table', 'format_table',
-           'evaluate_args', 'evaluate_main']
+           'task_prompts', 'score_tasks', 'evaluate_tasks', 'format_task_table', 'detect_glyph_box', 'glyph_crop',
+           'extrapolation_table', 'format_table', 'evaluate_args', 'evaluate_main']
 
 # %% ../nbs/51_evaluation.ipynb #390a1a18
 import numpy as np
@@ -529,21 +529,53 @@ def format_task_table(rows: list[dict] | list[list[dict]]) -> str:
     lines = ['| task | seen (n) | held-out (n) |', '|---|---|---|']
     return '\n'.join(lines + [f"| {t} | {cell(t, 'seen')} | {cell(t, 'held-out')} |" for t in TASKS])
 
+# %% ../nbs/51_evaluation.ipynb #ad58792c
+def detect_glyph_box(image: torch.Tensor, min_contrast: float = 60., pad: float = 0.1) -> tuple[int, int, int, int] | None:
+    "Square pixel box (x0, y0, x1, y1) around what differs from the border colour by > `min_contrast` (0-255); None if nothing."
+    _, bg = background_colour(image)
+    x = ((image.float().clamp(-1, 1) + 1) * 127.5).cpu()
+    fg = (x - torch.as_tensor(bg, dtype=torch.float32)[:, None, None]).abs().amax(0) > min_contrast
+    ys, xs = torch.nonzero(fg, as_tuple=True)
+    if len(ys) < 4: return None
+    q = lambda v: torch.quantile(v.float(), torch.tensor([0.02, 0.98])).tolist()   # a few stray pixels do not stretch the box
+    (y0, y1), (x0, x1) = q(ys), q(xs)
+    half = (max(y1 - y0, x1 - x0) + 1) * (1 + 2 * pad) / 2
+    cy, cx = (y0 + y1 + 1) / 2, (x0 + x1 + 1) / 2
+    return tuple(int(round(v)) for v in (cx - half, cy - half, cx + half, cy + half))
+
+def glyph_crop(image: torch.Tensor, **kw) -> torch.Tensor:
+    "The detected glyph of `image` (3, H, W) as a square crop on its own border colour (the whole image when none is found)."
+    box = detect_glyph_box(image, **kw)
+    if box is None: return image.float()
+    x0, y0, x1, y1 = box
+    bg = torch.as_tensor(background_colour(image)[1], dtype=torch.float32) / 127.5 - 1
+    out = bg[:, None, None].repeat(1, y1 - y0, x1 - x0)          # parts of the box outside the image: background
+    H, W = image.shape[-2:]
+    a, b, c, d = max(x0, 0), min(x1, W), max(y0, 0), min(y1, H)
+    out[:, c - y0:d - y0, a - x0:b - x0] = image[:, c:d, a:b].float()
+    return out
+
 # %% ../nbs/51_evaluation.ipynb #66895ce3
 def extrapolation_table(pipe, rec: Recogniser, sizes: list[tuple[int, int]], methods: tuple[str, ...] = ('none', 'pi', 'ntk', 'yarn', 'vision_ntk', 'vision_yarn'),
                         attn_scales: tuple[str, ...] = ('none', 'proportional'), n: int = 8, data: OpenMojiConfig | None = None,
                         seed: int = 0, return_images: bool = False, **sample_kw) -> list[dict]:
-    "Single-glyph accuracy and Fréchet distance per (size, RoPE method, attention scale)."
+    "Single-glyph accuracy and Fréchet distance per (size, RoPE method, attention scale), in the layout's box and on the detected glyph."
     data = data or run_data_config(getattr(pipe, 'folder', None))
     ps = prompt_set('single', data, n, seed)
     rows = []
     for H, W in sizes:
         real = torch.stack([pil_to_tensor(render_scene(_as_scene(p['scene']), H, W)) for p in ps])
+        real_crops = _stack_crops([glyph_crop(x) for x in real], rec.input_size)
+        wanted = [_as_scene(p['scene']).glyphs[0][0] for p in ps]
         for m in methods:
             for a in attn_scales:
                 g = pipe([p['prompt'] for p in ps], height=H, width=W, seed=seed, rope_method=m, attn_scale=a, output='pt', progress=False, **sample_kw)
                 r = score_scenes(rec, g, [p['scene'] for p in ps], False)
-                row = dict(size=f'{H}x{W}', method=m, attn_scale=a, accuracy=r['object_accuracy'], fd=image_frechet_distance(rec, real, g))
+                crops = [glyph_crop(x) for x in g]
+                pred, _ = classify_crops(rec, crops)
+                row = dict(size=f'{H}x{W}', method=m, attn_scale=a, accuracy=r['object_accuracy'], fd=image_frechet_distance(rec, real, g),
+                           accuracy_detected=float(np.mean([p_ == w for p_, w in zip(pred, wanted)])),
+                           fd_detected=image_frechet_distance(rec, real_crops, _stack_crops(crops, rec.input_size)))
                 if return_images: row['images'] = g
                 rows.append(row)
     return rows

@@ -12,10 +12,11 @@ from typing import Literal, Sequence
 # %% auto #0
 __all__ = ['MLPKind', 'AdaLNKind', 'BlockKind', 'AttnScaleKind', 'ATTN_OUTPUTS', 'MLP_OUTPUTS', 'PRESETS', 'patchify',
            'unpatchify', 'pack_images', 'unpack_tokens', 'token_mask', 'timestep_embedding', 'DiTConfig', 'SwiGLU',
-           'make_mlp', 'mod_names', 'modulate', 'gated_add', 'AdaLN', 'FLiteBlock', 'MMDiTBlock', 'gather_tokens',
-           'PatchEmbed', 'FLiteDiT', 'sincos_2d', 'perturb_zero_init', 'zero_attention_outputs', 'params_without_grad',
-           'preset', 'model_flops', 'step_flops', 'mfu', 'save_pretrained', 'from_pretrained',
-           'flite_config_from_state_dict', 'convert_flite_state_dict', 'load_flite_checkpoint']
+           'make_mlp', 'mod_names', 'modulate', 'gated_add', 'AdaLN', 'NormModulate', 'norm_modulate', 'FLiteBlock',
+           'MMDiTBlock', 'gather_tokens', 'PatchEmbed', 'FLiteDiT', 'sincos_2d', 'perturb_zero_init',
+           'zero_attention_outputs', 'params_without_grad', 'preset', 'model_flops', 'step_flops', 'mfu',
+           'save_pretrained', 'from_pretrained', 'flite_config_from_state_dict', 'convert_flite_state_dict',
+           'load_flite_checkpoint']
 
 # %% ../nbs/23_model.ipynb #a744bcf5
 import torch
@@ -206,6 +207,37 @@ class AdaLN(nn.Module):
         else: m = shared + self.adaLN_lora(c)
         return dict(zip(self.names, m.chunk(len(self.names), -1)))
 
+# %% ../nbs/23_model.ipynb #336a2fbe
+class NormModulate(torch.autograd.Function):
+    "fp32 RMSNorm (no affine) of x (B, L, d), then x (1 + scale) + shift with (B, d) vectors, cast to `out_dtype`."
+    @staticmethod
+    def forward(ctx, x, shift, scale, eps, out_dtype):
+        "modulate(rms_norm(x), shift, scale) with rms_norm's rounding, cast to `out_dtype`; saves x, 1 / rms(x) and 1 + scale."
+        xf = x.float()
+        r = torch.rsqrt((xf * xf).mean(-1, keepdim=True) + eps)
+        n, s1 = (xf * r).to(x.dtype), None if scale is None else 1 + scale[:, None]
+        y = modulate(n, {'shift_b': shift, 'scale_b': scale}, 'b')    # rms_norm's rounding, modulate's operations
+        ctx.save_for_backward(x, r, s1)
+        ctx.dtypes = (None if shift is None else shift.dtype, None if scale is None else scale.dtype)
+        return y.to(out_dtype)
+    @staticmethod
+    def backward(ctx, dy):
+        "Gradients of x, shift and scale (dn = (1 + scale) dy, dx = r (dn - n mean(n dn)))."
+        x, r, s1 = ctx.saved_tensors
+        n = x * r                                    # mixed-dtype products compute in fp32: no cast of dy
+        dshift = dy.sum(1, dtype=torch.float32).to(ctx.dtypes[0]) if ctx.needs_input_grad[1] else None
+        dscale = (dy * n).sum(1).to(ctx.dtypes[1]) if ctx.needs_input_grad[2] else None
+        dn = dy.float() if s1 is None else dy * s1.float()
+        dx = torch.addcmul(dn, n, (dn * n).mean(-1, keepdim=True), value=-1).mul_(r)
+        return dx.to(x.dtype), dshift, dscale, None, None
+
+def norm_modulate(norm: RMSNorm, x: torch.Tensor, m: dict, branch: str) -> torch.Tensor:
+    "modulate(norm(x), m, branch), in the autocast dtype when autocast is on; one autograd step for the released norm."
+    if norm.affine != 'none' or not norm.fp32 or x.dim() != 3 or torch.compiler.is_compiling(): return modulate(norm(x), m, branch)
+    dev = x.device.type
+    out = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+    return NormModulate.apply(x, m.get(f'shift_{branch}'), m.get(f'scale_{branch}'), norm.eps, out)
+
 # %% ../nbs/23_model.ipynb #9c5a8544
 class FLiteBlock(nn.Module):
     "The F Lite block: modulated self-attention, cross-attention to text, MLP."
@@ -222,10 +254,10 @@ class FLiteBlock(nn.Module):
     def forward(self, x, c, shared, context, context_mask, rope, key_mask, v0, logit_scale):
         "x (B, L, d), c = t_emb (B, d) -> (x, this block's raw values)."
         m = self.mod(c, shared)
-        a, v = self.self_attn(modulate(self.norm1(x), m, 'sa'), rope, key_mask, v0, logit_scale)
+        a, v = self.self_attn(norm_modulate(self.norm1, x, m, 'sa'), rope, key_mask, v0, logit_scale)
         x = gated_add(x, a, m, 'sa')
-        x = gated_add(x, self.cross_attn(modulate(self.norm2(x), m, 'ca'), context, context_mask), m, 'ca')
-        x = gated_add(x, self.mlp(modulate(self.norm3(x), m, 'mlp')), m, 'mlp')
+        x = gated_add(x, self.cross_attn(norm_modulate(self.norm2, x, m, 'ca'), context, context_mask), m, 'ca')
+        x = gated_add(x, self.mlp(norm_modulate(self.norm3, x, m, 'mlp')), m, 'mlp')
         return x, v
 
 # %% ../nbs/23_model.ipynb #95eb6df0
