@@ -9,13 +9,15 @@
 --compile compiles each block, as the Trainer does (`dist.compile`); divide by the same run without --compile for the
 speed-up. --device cuda --peak h100 runs on a GPU and adds MFU against the named device's bf16 peak.
 
-Measured on an idle 2-core CPU (2026-12-02, 2 threads, tiny, batch 32, best of 3): bf16 eager 28.8 img/s = 20% of the
-bf16 matmul (~1600 GFLOP/s), fp32 16.3-17.4 img/s = 44-47% of the fp32 matmul (~420 GFLOP/s), bf16 compiled per block
-43.0-44.5 img/s = 31% (1.5x). The eager step is bound by element-wise work on (B, L, d) tensors (norms, modulation,
-QK-norm and RoPE, casts), which is memory traffic rather than arithmetic and what compiling fuses. Fusing the norms into
-two autograd Functions (chapters 21 and 23, eager only) left the bf16 eager speed where it was (29.0/28.3 before,
-28.8/28.0 after) and cut peak memory from 2.33 to 1.88 GiB; the compiled step keeps the composite ops (with the
-Functions it measured 43.0 vs 44.5 img/s and 1.77 vs 1.69 GiB).
+Measured on an idle 2-core CPU (2026-12-02, 2 threads, tiny, batch 32, best of 3): bf16 eager 28.7-28.8 img/s = 20% of
+the bf16 matmul (~1600 GFLOP/s), fp32 16.3-17.4 img/s = 44-47% of the fp32 matmul (~420 GFLOP/s), bf16 compiled per
+block 45.6 img/s = 32% (1.6x). The eager step is bound by element-wise work on (B, L, d) tensors (norms, modulation,
+QK-norm and RoPE, casts), which is memory traffic rather than arithmetic and what compiling fuses. Writing the norms as
+two autograd Functions (chapters 21 and 23, eager only) left the bf16 eager speed where it was (29.0/28.3 img/s before,
+28.8/28.0 after), raised fp32 eager from 15.9/15.8 to 16.3/17.4, and cut peak memory from 2.33 to 1.88 GiB (bf16); the
+compiled step keeps the composite ops (with the Functions it had measured 43.0 img/s and 1.77 GiB, against 44.5 and
+1.69 without). The default recipe's smaller shape gains 1-6% a step from them (two A/B pairs) and 7% end to end (train
+chapter).
 
 Prints images/s, achieved GFLOP/s (model_flops, 3 x forward), that figure as a fraction of the matmul throughput of
 the same precision measured in the same process just before (bench/peak.py: the best n=1024 matmul, the practical

@@ -1,5 +1,6 @@
 """Summarise a finished training run for the front page: wall time (from `/usr/bin/time -v` output when given, else the
-metrics' first and last timestamps), peak memory, final validation loss (weights and EMA), written as JSON.
+metrics' first and last timestamps), peak memory, final validation loss (weights and EMA), the time of the first third
+of the logged steps (compilation included) and the seconds per step over the rest, written as JSON.
 
     /usr/bin/time -v python -m flite_nb.train --out runs/tiny seed=0 2> runs/tiny/time.log
     python bench/summarise_run.py runs/tiny --time-log runs/tiny/time.log --out nbs/images/default_run_seed0.json
@@ -16,6 +17,11 @@ cfg = json.loads((run / 'config.json').read_text())
 val = [r for r in recs if 'val/loss' in r][-1]
 out = dict(run=str(run), recipe=cfg.get('recipe'), seed=cfg.get('seed'), steps=max(r['step'] for r in recs),
            val_loss=val['val/loss'], val_ema_loss=val.get('val_ema/loss'), wall_s=recs[-1]['time'] - recs[0]['time'], wall_from='metrics')
+t_at = {r['step']: r['time'] for r in recs if 'train/loss' in r}      # when each logged step finished
+if len(t_at) > 2:
+    s0, s1 = min(t_at), max(t_at); mid = min(t_at, key=lambda s: abs(s - (s0 + s1) // 3))
+    out.update(train_s=t_at[s1] - t_at[s0], first_steps=(s0, mid), first_steps_s=t_at[mid] - t_at[s0],   # the first third (compilation included)
+               steady_s_per_step=(t_at[s1] - t_at[mid]) / (s1 - mid))                                 # the rest
 if a.time_log:
     t = Path(a.time_log).read_text()
     m = re.search(r'Elapsed \(wall clock\) time .*?: (?:(\d+):)?(\d+):([\d.]+)', t)
