@@ -9,7 +9,8 @@ from typing import Literal
 
 # %% auto #0
 __all__ = ['NormAffine', 'QKNormKind', 'CPU_MATH_MAX_ELEMENTS', 'ValueResidual', 'rms_norm', 'RMSNorm', 'QKNorm', 'NormRope',
-           'norm_rope', 'attention', 'ValueMix', 'SelfAttention', 'attention_probs', 'CrossAttention']
+           'takes_norm_rope', 'norm_rope', 'attention', 'ValueMix', 'SelfAttention', 'attention_probs',
+           'CrossAttention']
 
 # %% ../nbs/21_attention.ipynb #5a196d6f
 import torch
@@ -88,6 +89,10 @@ class NormRope(torch.autograd.Function):
         dn, n = _rotate(dy, c, s, -1.), x * r          # bf16 x fp32 computes in fp32: no separate casts
         dx = torch.addcmul(dn, n, (dn * n).mean(-1, keepdim=True), value=-1).mul_(r)
         return dx.to(x.dtype), None, None, None
+
+def takes_norm_rope(qk_norm: str, layout: str) -> bool:
+    "Whether `SelfAttention` computes QK-norm and RoPE with `NormRope` (the released setting) rather than the composite ops."
+    return qk_norm == 'fixed' and layout == 'split_half'
 
 def norm_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     "apply_rope(rms_norm(x) in fp32, cos, sin) with the split-half layout, as one autograd step (`NormRope`)."
@@ -178,7 +183,7 @@ class SelfAttention(nn.Module):
         # QK-norm before RoPE: equal to the release's after-RoPE order for a weightless norm, and it keeps
         # a YaRN temperature folded into the RoPE tables (RoPE chapter) instead of normalising it away
         if rope is None: q, k = self.qk_norm(q, k)
-        elif self.qk_norm.kind == 'fixed' and self.rope_layout == 'split_half':   # the released setting: one autograd step
+        elif takes_norm_rope(self.qk_norm.kind, self.rope_layout):   # the released setting: one autograd step
             q, k = norm_rope(q, *rope, self.qk_norm.q_norm.eps), norm_rope(k, *rope, self.qk_norm.k_norm.eps)
         else:  # stay in fp32 from the norm through the rotation (apply_rope computes in fp32), cast once
             dt = q.dtype

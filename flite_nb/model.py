@@ -12,10 +12,10 @@ from typing import Literal, Sequence
 # %% auto #0
 __all__ = ['MLPKind', 'AdaLNKind', 'BlockKind', 'AttnScaleKind', 'ATTN_OUTPUTS', 'MLP_OUTPUTS', 'PRESETS', 'patchify',
            'unpatchify', 'pack_images', 'unpack_tokens', 'token_mask', 'timestep_embedding', 'DiTConfig', 'SwiGLU',
-           'make_mlp', 'mod_names', 'modulate', 'gated_add', 'AdaLN', 'NormModulate', 'norm_modulate', 'FLiteBlock',
-           'MMDiTBlock', 'gather_tokens', 'PatchEmbed', 'FLiteDiT', 'sincos_2d', 'perturb_zero_init',
-           'zero_attention_outputs', 'params_without_grad', 'preset', 'model_flops', 'step_flops', 'mfu',
-           'save_pretrained', 'from_pretrained', 'flite_config_from_state_dict', 'convert_flite_state_dict',
+           'make_mlp', 'mod_names', 'modulate', 'gated_add', 'AdaLN', 'NormModulate', 'takes_norm_modulate',
+           'norm_modulate', 'FLiteBlock', 'MMDiTBlock', 'gather_tokens', 'PatchEmbed', 'FLiteDiT', 'sincos_2d',
+           'perturb_zero_init', 'zero_attention_outputs', 'params_without_grad', 'preset', 'model_flops', 'step_flops',
+           'mfu', 'save_pretrained', 'from_pretrained', 'flite_config_from_state_dict', 'convert_flite_state_dict',
            'load_flite_checkpoint']
 
 # %% ../nbs/23_model.ipynb #a744bcf5
@@ -231,9 +231,13 @@ class NormModulate(torch.autograd.Function):
         dx = torch.addcmul(dn, n, (dn * n).mean(-1, keepdim=True), value=-1).mul_(r)
         return dx.to(x.dtype), dshift, dscale, None, None
 
+def takes_norm_modulate(affine: str, fp32: bool) -> bool:
+    "Whether a block's RMSNorm and modulation run as `NormModulate` (no affine, fp32: the released norm) in eager mode."
+    return affine == 'none' and fp32
+
 def norm_modulate(norm: RMSNorm, x: torch.Tensor, m: dict, branch: str) -> torch.Tensor:
     "modulate(norm(x), m, branch), in the autocast dtype when autocast is on; one autograd step for the released norm."
-    if norm.affine != 'none' or not norm.fp32 or x.dim() != 3 or torch.compiler.is_compiling(): return modulate(norm(x), m, branch)
+    if not takes_norm_modulate(norm.affine, norm.fp32) or x.dim() != 3 or torch.compiler.is_compiling(): return modulate(norm(x), m, branch)
     dev = x.device.type
     out = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
     return NormModulate.apply(x, m.get(f'shift_{branch}'), m.get(f'scale_{branch}'), norm.eps, out)

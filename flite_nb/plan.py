@@ -19,7 +19,8 @@ import torch
 
 # %% ../nbs/49_plan.ipynb #63827e6c
 from .core import ConfigError, count_params, human, cli_parser, cli_run
-from .model import DiTConfig, FLiteDiT, model_flops
+from .model import DiTConfig, FLiteDiT, model_flops, takes_norm_modulate
+from .attention import takes_norm_rope
 from .seqdrop import keep_count
 from .recipes import TrainConfig, StageConfig, config_summary, get_stage_kind
 
@@ -49,10 +50,10 @@ def block_act_per_token(m: DiTConfig, a: int, mixed: bool = True) -> dict:
     up = 4 * d if a < 4 else 0                                          # an upcast to fp32 is a new tensor only from bf16
     img = (17 + (mixed and m.value_residual != 'none')) * a * d         # (B, T, d)-sized tensors in the activation dtype
     img += (2 if m.mlp != 'swiglu' else 4) * a * h                      # MLP hidden: GELU's input and output (SwiGLU: w1, silu, product)
-    fused_norm = m.norm == 'none' and m.norm_fp32                       # NormModulate keeps x and recomputes the normed x
+    fused_norm = takes_norm_modulate(m.norm, m.norm_fp32)               # NormModulate keeps x and recomputes the normed x
     img += 0 if fused_norm else 3 * (4 if m.norm_fp32 or a == 4 else a) * d   # the composite path: the three norms' fp32 inputs
     img += 3 * 4 * d if m.norm != 'none' else 0                         # an affine norm: its fp32 normed x, for the weight's gradient
-    fused_qk = m.qk_norm == 'fixed' and m.rope_layout == 'split_half'   # NormRope: q, k stay views of the qkv storage
+    fused_qk = takes_norm_rope(m.qk_norm, m.rope_layout)                 # NormRope: q, k stay views of the qkv storage
     img += a * d + (0 if fused_qk else qk * 2 * up)                     # RoPE: one more (T, d) tensor; composite QK-norm: q, k upcast
     img += 12 * d if m.qk_norm == 'learned' else 0                      # learned QK-norm weights: fp32 normed self q, k and cross q
     img += qk * 4 * d                                                   # cross q upcast
